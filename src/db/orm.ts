@@ -1,0 +1,68 @@
+import { Migrator } from '@mikro-orm/migrations';
+import { type EntityManager, MikroORM, type Options } from '@mikro-orm/postgresql';
+import { migrationsList } from '../../migrations/index.js';
+import type { Logger } from '../logger.js';
+import { directoryEntities, mainEntities } from './entities.js';
+
+export type { EntityManager };
+
+/** Any fixed number: the key of the advisory lock that serialises migrations across instances. */
+const MIGRATION_LOCK_KEY = 7_301_124_001;
+
+export function mainOrmOptions(clientUrl: string, logger?: Logger): Options {
+  return {
+    clientUrl,
+    entities: mainEntities,
+    extensions: [Migrator],
+    allowGlobalContext: false,
+    // Money and ids come back as strings (numeric, bigint); we convert at the edges.
+    forceUtcTimezone: true,
+    pool: { min: 0, max: 20 },
+    debug: false,
+    logger: (message) => logger?.debug({ orm: message }, 'orm'),
+    migrations: {
+      migrationsList,
+      path: 'migrations',
+      pathTs: 'migrations',
+      emit: 'ts',
+      transactional: true,
+      allOrNothing: true,
+      snapshot: false,
+      silent: true,
+    },
+  };
+}
+
+export async function openMainOrm(clientUrl: string, logger?: Logger): Promise<MikroORM> {
+  return MikroORM.init(mainOrmOptions(clientUrl, logger));
+}
+
+/** The user directory in its own database: read-only, never migrated, never created. */
+export async function openDirectoryOrm(clientUrl: string, logger?: Logger): Promise<MikroORM> {
+  return MikroORM.init({
+    clientUrl,
+    entities: directoryEntities,
+    allowGlobalContext: false,
+    forceUtcTimezone: true,
+    ensureDatabase: false,
+    pool: { min: 0, max: 10 },
+    logger: (message) => logger?.debug({ orm: message }, 'orm'),
+  });
+}
+
+/**
+ * Applies pending migrations under a transaction-scoped advisory lock, so two instances starting
+ * together run them once: the second waits, then finds nothing pending.
+ */
+export async function migrate(orm: MikroORM): Promise<string[]> {
+  return orm.em.fork().transactional(async (em) => {
+    await em.execute(`select pg_advisory_xact_lock(${MIGRATION_LOCK_KEY})`);
+    const applied = await orm.migrator.up({ transaction: em.getTransactionContext() });
+    return applied.map((migration) => migration.name);
+  });
+}
+
+/** Names of migrations not yet applied (readiness). */
+export async function pendingMigrations(orm: MikroORM): Promise<string[]> {
+  return (await orm.migrator.getPendingMigrations()).map((migration) => migration.name);
+}

@@ -1,0 +1,144 @@
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { AppConfig } from './config.js';
+import { startEmbeddedPostgres } from './db/embedded-postgres.js';
+import type { Logger } from './logger.js';
+import { GatewaySimulator } from './modules/gateway/simulator/gateway-simulator.js';
+
+/**
+ * Embedded mode: what `npm start` does when nothing is configured. The parts that are not
+ * configured are provided here — a PostgreSQL under DATA_DIR, the gateway simulator on a free
+ * loopback port, and secrets kept in DATA_DIR/secrets.json (so tokens and vouchers survive a
+ * restart) — and the config is completed with them.
+ */
+
+export const EMBEDDED_DATABASE_NAME = 'quota_manager';
+
+export interface EmbeddedRuntime {
+  config: AppConfig;
+  /** What was started here, for the banner. */
+  started: { database: boolean; gatewaySimulator: boolean; generatedSecrets: boolean };
+  stop(): Promise<void>;
+}
+
+interface StoredSecrets {
+  jwtSecret: string;
+  voucherSigningKey: string;
+}
+
+/** DATA_DIR/runtime.json tells tools (`npm run seed`, `npm run token`) where a running server's database is. */
+interface RuntimeFile {
+  pid: number;
+  databaseUrl: string;
+}
+
+function withDatabase(url: string, database: string): string {
+  const parsed = new URL(url);
+  parsed.pathname = `/${database}`;
+  return parsed.toString();
+}
+
+export async function loadOrCreateSecrets(dataDir: string): Promise<{ secrets: StoredSecrets; created: boolean }> {
+  const file = path.join(dataDir, 'secrets.json');
+  if (existsSync(file)) {
+    return { secrets: JSON.parse(await readFile(file, 'utf8')) as StoredSecrets, created: false };
+  }
+  await mkdir(dataDir, { recursive: true });
+  const secrets: StoredSecrets = {
+    jwtSecret: randomBytes(32).toString('base64url'),
+    voucherSigningKey: randomBytes(32).toString('base64url'),
+  };
+  await writeFile(file, JSON.stringify(secrets, null, 2), { mode: 0o600 });
+  return { secrets, created: true };
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** The database URL of a server running on this data directory, if one runs. */
+export async function runningServerDatabase(dataDir: string): Promise<string | null> {
+  const file = path.join(dataDir, 'runtime.json');
+  if (!existsSync(file)) return null;
+  try {
+    const runtime = JSON.parse(await readFile(file, 'utf8')) as RuntimeFile;
+    return processAlive(runtime.pid) ? runtime.databaseUrl : null;
+  } catch {
+    return null;
+  }
+}
+
+export interface EmbeddedOptions {
+  /** Start the gateway simulator when AIGATEWAY_URL is unset (the server does; tools do not need it). */
+  gatewaySimulator: boolean;
+  /** Write DATA_DIR/runtime.json so tools can find the database. */
+  announce: boolean;
+}
+
+export async function prepareEmbeddedRuntime(
+  base: AppConfig,
+  logger: Logger,
+  options: EmbeddedOptions = { gatewaySimulator: true, announce: true },
+): Promise<EmbeddedRuntime> {
+  const stops: (() => Promise<void>)[] = [];
+  const config: AppConfig = structuredClone(base);
+  const started = { database: false, gatewaySimulator: false, generatedSecrets: false };
+  const dataDir = path.resolve(config.dataDir);
+
+  try {
+    if (config.embeddedDatabase) {
+      const database = await startEmbeddedPostgres({ root: dataDir, persistent: true, logger });
+      stops.push(() => database.stop());
+      config.databaseUrl = withDatabase(database.url, EMBEDDED_DATABASE_NAME);
+      started.database = true;
+
+      const needsSecret = config.auth.verify && !config.auth.jwtSecret && !config.auth.jwksUrl;
+      if (needsSecret || !config.voucherSigningKey) {
+        const { secrets, created } = await loadOrCreateSecrets(dataDir);
+        if (needsSecret) config.auth.jwtSecret = secrets.jwtSecret;
+        config.voucherSigningKey ??= secrets.voucherSigningKey;
+        started.generatedSecrets = created;
+      }
+      if (options.announce) {
+        const runtimeFile = path.join(dataDir, 'runtime.json');
+        await writeFile(
+          runtimeFile,
+          JSON.stringify({ pid: process.pid, databaseUrl: config.databaseUrl } satisfies RuntimeFile),
+        );
+        stops.push(() => rm(runtimeFile, { force: true }));
+      }
+    }
+
+    if (config.gateway.url === null && options.gatewaySimulator) {
+      const simulator = new GatewaySimulator({
+        adminPath: config.gateway.adminPath,
+        authHeader: config.gateway.authHeader,
+        authValue: config.gateway.authValue,
+      });
+      config.gateway.url = await simulator.start(0, '127.0.0.1');
+      stops.push(() => simulator.stop());
+      started.gatewaySimulator = true;
+    }
+  } catch (error) {
+    for (const stop of stops.reverse()) await stop().catch(() => undefined);
+    throw error;
+  }
+
+  return {
+    config,
+    started,
+    async stop() {
+      // Last started, first stopped: the runtime file goes before the database.
+      for (const stop of [...stops].reverse()) {
+        await stop().catch((error) => logger.warn({ err: error }, 'failed to stop an embedded part'));
+      }
+    },
+  };
+}

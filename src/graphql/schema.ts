@@ -1,0 +1,24 @@
+import { type GraphQLSchema, lexicographicSortSchema, printSchema } from 'graphql';
+import { buildSchema, type NonEmptyArray } from 'type-graphql';
+import { GatewayAdminResolver } from '../modules/gateway/gateway-admin.resolver.js';
+import { HealthResolver } from '../modules/health/health.resolver.js';
+import { ViewerResolver } from '../modules/users/viewer.resolver.js';
+import { authChecker } from './auth-checker.js';
+
+/** Every resolver of the API. Modules add theirs here. */
+// biome-ignore lint/complexity/noBannedTypes: type-graphql takes resolver classes as Function.
+const resolvers: NonEmptyArray<Function> = [HealthResolver, ViewerResolver, GatewayAdminResolver];
+
+let built: Promise<GraphQLSchema> | null = null;
+
+/** Built once per process: type-graphql's metadata is global, and building is not free. */
+export function buildApiSchema(): Promise<GraphQLSchema> {
+  built ??= buildSchema({ resolvers, authChecker, validate: false });
+  return built;
+}
+
+/** The SDL checked in as schema.graphql: sorted, so diffs stay small. */
+export async function printApiSchema(): Promise<string> {
+  const schema = await buildApiSchema();
+  return `${printSchema(lexicographicSortSchema(schema))}\n`;
+}

@@ -1,0 +1,126 @@
+import 'reflect-metadata';
+import { existsSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { type RunningApp, startApp } from './app.js';
+import { type AppConfig, ConfigError, loadConfig } from './config.js';
+import { DataDirectoryInUseError } from './db/embedded-postgres.js';
+import { type EmbeddedRuntime, prepareEmbeddedRuntime } from './embedded.js';
+import { createLogger, type Logger } from './logger.js';
+import { mintToken } from './modules/auth/token-verifier.js';
+import { DEMO_USER_ID } from './modules/users/demo-directory.js';
+
+/**
+ * `npm start`: config → (embedded parts) → database and migrations → HTTP → (scheduler).
+ * SIGINT/SIGTERM: stop accepting, drain, close the database, stop embedded parts, exit 0.
+ */
+
+function fail(message: string): never {
+  process.stderr.write(`quota-manager: ${message}\n`);
+  process.exit(1);
+}
+
+function readConfig(): AppConfig {
+  if (existsSync('.env')) process.loadEnvFile('.env');
+  try {
+    return loadConfig(process.env);
+  } catch (error) {
+    if (error instanceof ConfigError) fail(`configuration error: ${error.message}`);
+    throw error;
+  }
+}
+
+/** A clear message instead of EADDRINUSE deep inside a stack trace. */
+async function ensurePortFree(port: number, host: string): Promise<void> {
+  await new Promise<void>((resolve) => {
+    const probe = createServer();
+    probe.once('error', (error: NodeJS.ErrnoException) => {
+      if (error.code === 'EADDRINUSE')
+        fail(`port ${port} on ${host} is already in use (is another server running?); set PORT to use another`);
+      if (error.code === 'EACCES') fail(`port ${port} on ${host} needs privileges; set PORT to a port above 1024`);
+      fail(`cannot listen on ${host}:${port}: ${error.message}`);
+    });
+    probe.listen(port, host, () => probe.close(() => resolve()));
+  });
+}
+
+async function printBanner(app: RunningApp, runtime: EmbeddedRuntime): Promise<void> {
+  const { config } = runtime;
+  const lines = ['', `  Quota Manager is running: ${app.url}`, `  Health: ${app.url.replace(/\/graphql$/, '/health')}`];
+  if (runtime.started.database) lines.push(`  Database: embedded PostgreSQL in ${config.dataDir}/pg`);
+  if (runtime.started.gatewaySimulator) lines.push(`  AI gateway: built-in simulator at ${config.gateway.url}`);
+  // Tokens are printed only for the secret embedded mode generated, never for a configured one.
+  if (runtime.started.database && config.auth.jwtSecret && !process.env.AUTH_JWT_SECRET) {
+    const admin = await mintToken(config.auth.jwtSecret, {
+      userId: 'demo-admin',
+      admin: true,
+      name: 'Demo Admin',
+      ttl: '12h',
+    });
+    const user = await mintToken(config.auth.jwtSecret, { userId: DEMO_USER_ID, name: 'Demo User', ttl: '12h' });
+    lines.push(
+      '',
+      '  Playground tokens (valid 12 h; put one in the Headers tab as {"authorization": "Bearer <token>"}):',
+      `  admin: ${admin}`,
+      `  user:  ${user}`,
+      `  Or open ${app.url}?token=<token>. Mint more with: npm run token -- --user ID [--admin]`,
+      '  Demo data: npm run seed',
+    );
+  }
+  process.stdout.write(`${lines.join('\n')}\n\n`);
+}
+
+async function main(): Promise<void> {
+  const baseConfig = readConfig();
+  const logger: Logger = createLogger(baseConfig.logLevel);
+  if (!baseConfig.auth.verify) {
+    logger.warn(
+      'AUTH_VERIFY=false: tokens are decoded, not verified. Only run like this behind a gateway that verifies them.',
+    );
+  }
+  await ensurePortFree(baseConfig.port, baseConfig.host);
+
+  let runtime: EmbeddedRuntime;
+  try {
+    runtime = await prepareEmbeddedRuntime(baseConfig, logger);
+  } catch (error) {
+    if (error instanceof DataDirectoryInUseError) fail(error.message);
+    throw error;
+  }
+
+  let app: RunningApp;
+  try {
+    app = await startApp({ config: runtime.config, logger });
+  } catch (error) {
+    await runtime.stop();
+    throw error;
+  }
+  logger.info({ url: app.url }, 'listening');
+  await printBanner(app, runtime);
+
+  let stopping = false;
+  const shutdown = async (signal: string) => {
+    if (stopping) {
+      logger.warn({ signal }, 'second signal: exiting at once');
+      process.exit(1);
+    }
+    stopping = true;
+    logger.info({ signal }, 'shutting down');
+    try {
+      await app.stop();
+      await runtime.stop();
+      logger.info('stopped');
+      process.exit(0);
+    } catch (error) {
+      logger.error({ err: error }, 'shutdown failed');
+      process.exit(1);
+    }
+  };
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+}
+
+main().catch((error: unknown) => {
+  const message = error instanceof Error ? error.message : String(error);
+  process.stderr.write(`quota-manager: failed to start: ${message}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,155 @@
+import {
+  createRemoteJWKSet,
+  decodeJwt,
+  type JWTPayload,
+  type JWTVerifyGetKey,
+  errors as joseErrors,
+  jwtVerify,
+  SignJWT,
+} from 'jose';
+import type { AuthConfig } from '../../config.js';
+import { DomainError, ErrorCode } from '../../errors.js';
+
+/** Who is calling: derived from a token, never from anything else the client sends. */
+export interface Viewer {
+  userId: string;
+  isAdmin: boolean;
+  /** Display claims for voucher giver fields and `viewer.name`. */
+  name: string | null;
+  phone: string | null;
+  github: string | null;
+}
+
+/** The outcome of reading a request's credentials: a viewer, nobody, or why the token was refused. */
+export type Authentication =
+  | { kind: 'viewer'; viewer: Viewer }
+  | { kind: 'anonymous' }
+  | { kind: 'refused'; reason: string };
+
+const MAX_TOKEN_LENGTH = 16_384;
+
+/**
+ * Verifies JWTs per SPEC §1 with jose: HS256 secret or a JWKS URL, an explicit algorithm
+ * allow-list (so `alg: none` and HS/RS confusion are refused), exp/nbf with a clock tolerance.
+ * With `verify: false` it only decodes (the token was verified upstream), still honouring exp/nbf.
+ */
+export class TokenVerifier {
+  private readonly key: Uint8Array | JWTVerifyGetKey | null;
+
+  constructor(private readonly config: AuthConfig & { jwtSecret: string | null }) {
+    if (!config.verify) this.key = null;
+    else if (config.jwksUrl) this.key = createRemoteJWKSet(new URL(config.jwksUrl), { timeoutDuration: 5_000 });
+    else if (config.jwtSecret) this.key = new TextEncoder().encode(config.jwtSecret);
+    else throw new Error('TokenVerifier needs AUTH_JWT_SECRET or AUTH_JWKS_URL when verifying');
+  }
+
+  /** Reads the configured header; `Bearer ` is optional. */
+  async authenticate(headerValue: string | undefined): Promise<Authentication> {
+    const token = extractToken(headerValue);
+    if (token === null) return { kind: 'anonymous' };
+    try {
+      const claims = await this.verify(token);
+      return { kind: 'viewer', viewer: this.viewerFrom(claims) };
+    } catch (error) {
+      return { kind: 'refused', reason: describeTokenError(error) };
+    }
+  }
+
+  private async verify(token: string): Promise<JWTPayload> {
+    if (token.length > MAX_TOKEN_LENGTH) throw new TokenProblem('the token is too long');
+    const tolerance = this.config.clockToleranceSeconds;
+    if (this.key === null) {
+      const claims = decodeJwt(token);
+      const now = Math.floor(Date.now() / 1000);
+      if (typeof claims.exp === 'number' && claims.exp + tolerance <= now)
+        throw new TokenProblem('the token has expired');
+      if (typeof claims.nbf === 'number' && claims.nbf - tolerance > now)
+        throw new TokenProblem('the token is not valid yet');
+      return claims;
+    }
+    const options = { algorithms: this.config.algorithms, clockTolerance: tolerance };
+    const result =
+      this.key instanceof Uint8Array
+        ? await jwtVerify(token, this.key, options)
+        : await jwtVerify(token, this.key, options);
+    return result.payload;
+  }
+
+  private viewerFrom(claims: JWTPayload): Viewer {
+    const userId = stringClaim(claims, 'universal_id') ?? stringClaim(claims, 'sub');
+    if (!userId) throw new TokenProblem('the token has no universal_id or sub claim');
+    if (userId.length > 200) throw new TokenProblem('the user id claim is too long');
+    const role = claims.role;
+    const roles = Array.isArray(claims.roles) ? claims.roles : [];
+    const isAdmin = role === 'admin' || roles.includes('admin') || this.config.adminUserIds.includes(userId);
+    return {
+      userId,
+      isAdmin,
+      name: stringClaim(claims, 'name'),
+      phone: stringClaim(claims, 'phone'),
+      github: stringClaim(claims, 'github'),
+    };
+  }
+}
+
+class TokenProblem extends Error {}
+
+function stringClaim(claims: JWTPayload, name: string): string | null {
+  const value = claims[name];
+  if (typeof value === 'string' && value.trim() !== '') return value;
+  if (typeof value === 'number' && Number.isFinite(value)) return String(value);
+  return null;
+}
+
+export function extractToken(headerValue: string | undefined): string | null {
+  if (headerValue === undefined) return null;
+  const trimmed = headerValue.trim();
+  if (trimmed === '') return null;
+  const token = /^bearer\s+/i.test(trimmed) ? trimmed.replace(/^bearer\s+/i, '').trim() : trimmed;
+  return token === '' ? null : token;
+}
+
+/** A short, client-safe reason; never the key or the token itself. */
+function describeTokenError(error: unknown): string {
+  if (error instanceof TokenProblem) return error.message;
+  if (error instanceof joseErrors.JWTExpired) return 'the token has expired';
+  if (error instanceof joseErrors.JWTClaimValidationFailed) {
+    return error.claim === 'nbf' ? 'the token is not valid yet' : `the token's ${error.claim} claim is invalid`;
+  }
+  if (error instanceof joseErrors.JOSEAlgNotAllowed) return 'the token is signed with an algorithm that is not allowed';
+  if (error instanceof joseErrors.JWSSignatureVerificationFailed) return 'the token signature is invalid';
+  if (error instanceof joseErrors.JWKSNoMatchingKey) return 'no key of the key set matches the token';
+  if (error instanceof joseErrors.JWKSTimeout || error instanceof joseErrors.JOSEError) {
+    if (error instanceof joseErrors.JWKSTimeout) return 'the key set could not be fetched';
+    return 'the token is malformed or cannot be verified';
+  }
+  return 'the token is malformed';
+}
+
+/** The error a guarded field answers when the request has no usable token. */
+export function unauthenticated(authentication: Authentication): DomainError {
+  const reason = authentication.kind === 'refused' ? authentication.reason : 'a token is required';
+  return new DomainError(ErrorCode.UNAUTHENTICATED, `Not authenticated: ${reason}`);
+}
+
+export interface MintOptions {
+  userId: string;
+  admin?: boolean;
+  /** jose duration, e.g. '1h', '30d'. */
+  ttl?: string;
+  name?: string;
+  extraClaims?: Record<string, unknown>;
+}
+
+/** Mints an HS256 token (the `token` command, the embedded banner and the tests). */
+export async function mintToken(secret: string, options: MintOptions): Promise<string> {
+  const claims: Record<string, unknown> = { universal_id: options.userId, ...options.extraClaims };
+  if (options.admin) claims.role = 'admin';
+  if (options.name) claims.name = options.name;
+  return new SignJWT(claims)
+    .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
+    .setSubject(options.userId)
+    .setIssuedAt()
+    .setExpirationTime(options.ttl ?? '1h')
+    .sign(new TextEncoder().encode(secret));
+}

@@ -1,0 +1,83 @@
+import type { MikroORM } from '@mikro-orm/postgresql';
+import { pendingMigrations } from '../../db/orm.js';
+import type { Logger } from '../../logger.js';
+import type { GatewayClient } from '../gateway/gateway.client.js';
+
+export interface HealthReport {
+  status: 'ok' | 'degraded';
+  database: boolean;
+  gateway: boolean;
+  version: string;
+}
+
+const DATABASE_CHECK_TIMEOUT_MS = 2_000;
+const GATEWAY_PROBE_INTERVAL_MS = 30_000;
+
+/**
+ * Health for `GET /health` and the `health` query: "ok" when the database answers. The gateway is
+ * reported as the outcome of the last call or probe (a background probe runs every 30 s), so a
+ * health check never waits on the gateway's 30 s timeout.
+ */
+export class HealthService {
+  private probeTimer: NodeJS.Timeout | null = null;
+
+  constructor(
+    private readonly orm: MikroORM,
+    private readonly gateway: GatewayClient,
+    private readonly version: string,
+    private readonly logger: Logger,
+  ) {}
+
+  startGatewayProbe(): void {
+    const probe = () => {
+      this.gateway.probe().catch((error) => this.logger.debug({ err: error }, 'gateway probe failed'));
+    };
+    probe();
+    this.probeTimer = setInterval(probe, GATEWAY_PROBE_INTERVAL_MS);
+    this.probeTimer.unref();
+  }
+
+  stop(): void {
+    if (this.probeTimer) clearInterval(this.probeTimer);
+    this.probeTimer = null;
+  }
+
+  async report(): Promise<HealthReport> {
+    const database = await this.databaseAnswers();
+    return {
+      status: database ? 'ok' : 'degraded',
+      database,
+      gateway: this.gateway.lastProbeOk,
+      version: this.version,
+    };
+  }
+
+  /** Readiness: the database answers and every migration is applied. */
+  async ready(): Promise<{ ready: boolean; database: boolean; pendingMigrations: string[] }> {
+    const database = await this.databaseAnswers();
+    if (!database) return { ready: false, database, pendingMigrations: [] };
+    try {
+      const pending = await pendingMigrations(this.orm);
+      return { ready: pending.length === 0, database, pendingMigrations: pending };
+    } catch {
+      return { ready: false, database: false, pendingMigrations: [] };
+    }
+  }
+
+  private async databaseAnswers(): Promise<boolean> {
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      const query = this.orm.em.fork().execute('select 1');
+      const timeout = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error('database check timed out')), DATABASE_CHECK_TIMEOUT_MS);
+      });
+      await Promise.race([query, timeout]);
+      return true;
+    } catch (error) {
+      this.logger.warn({ err: error }, 'database health check failed');
+      return false;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+}

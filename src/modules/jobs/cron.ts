@@ -1,0 +1,42 @@
+import { Cron } from 'croner';
+
+/** The descriptors SPEC §4 allows; croner knows a few more (e.g. @reboot) that make no sense here. */
+const DESCRIPTORS = new Set(['@yearly', '@annually', '@monthly', '@weekly', '@daily', '@midnight', '@hourly']);
+
+/**
+ * Checks a cron expression against the rules of SPEC §4: six fields with seconds, five fields
+ * (seconds = 0) or one of the descriptors. Returns the reason when it is not valid, null otherwise.
+ */
+export function cronProblem(expression: string, timeZone: string): string | null {
+  const trimmed = expression.trim();
+  if (trimmed === '') return 'the expression is empty';
+  if (trimmed.startsWith('@')) {
+    return DESCRIPTORS.has(trimmed.toLowerCase())
+      ? null
+      : `unknown descriptor "${trimmed}" (allowed: ${[...DESCRIPTORS].join(', ')})`;
+  }
+  const fields = trimmed.split(/\s+/).length;
+  if (fields !== 5 && fields !== 6) return `expected 5 or 6 fields (seconds first), got ${fields}`;
+  try {
+    const probe = new Cron(trimmed, { paused: true, timezone: timeZone, mode: '5-or-6-parts' });
+    probe.stop();
+    return null;
+  } catch (error) {
+    return error instanceof Error ? error.message : String(error);
+  }
+}
+
+/** Creates a croner job for a validated expression in the configured zone. */
+export function createCronJob(expression: string, timeZone: string, run: () => Promise<void> | void): Cron {
+  return new Cron(expression.trim(), { timezone: timeZone, protect: true, mode: '5-or-6-parts' }, run);
+}
+
+/** The next `count` fire times of an expression, in the configured zone. */
+export function nextFireTimes(expression: string, timeZone: string, count: number, from?: Date): Date[] {
+  const probe = new Cron(expression.trim(), { paused: true, timezone: timeZone, mode: '5-or-6-parts' });
+  try {
+    return probe.nextRuns(count, from);
+  } finally {
+    probe.stop();
+  }
+}

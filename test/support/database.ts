@@ -1,0 +1,31 @@
+import { randomBytes } from 'node:crypto';
+import { MikroORM } from '@mikro-orm/postgresql';
+import { inject } from 'vitest';
+
+/** A fresh, uniquely named database URL on the run's PostgreSQL (created on first connect). */
+export function uniqueDatabaseUrl(label: string): string {
+  const url = new URL(inject('adminDatabaseUrl'));
+  const safe = label
+    .toLowerCase()
+    .replace(/[^a-z0-9]+/g, '_')
+    .slice(0, 30);
+  url.pathname = `/qm_test_${safe}_${randomBytes(4).toString('hex')}`;
+  return url.toString();
+}
+
+/** Drops a database made by uniqueDatabaseUrl, closing other sessions first. */
+export async function dropDatabase(databaseUrl: string): Promise<void> {
+  const name = new URL(databaseUrl).pathname.slice(1);
+  const admin = await MikroORM.init({
+    clientUrl: inject('adminDatabaseUrl'),
+    entities: [],
+    discovery: { warnWhenNoEntities: false },
+    allowGlobalContext: true,
+    ensureDatabase: false,
+  });
+  try {
+    await admin.em.getConnection().execute(`drop database if exists "${name}" with (force)`);
+  } finally {
+    await admin.close(true);
+  }
+}
