@@ -4,6 +4,7 @@ import { GatewayAdminResolver } from '../modules/gateway/gateway-admin.resolver.
 import { HealthResolver } from '../modules/health/health.resolver.js';
 import { ViewerResolver } from '../modules/users/viewer.resolver.js';
 import { authChecker } from './auth-checker.js';
+import { PageInfo } from './pagination.js';
 
 /** Every resolver of the API. Modules add theirs here. */
 // biome-ignore lint/complexity/noBannedTypes: type-graphql takes resolver classes as Function.
@@ -13,7 +14,8 @@ let built: Promise<GraphQLSchema> | null = null;
 
 /** Built once per process: type-graphql's metadata is global, and building is not free. */
 export function buildApiSchema(): Promise<GraphQLSchema> {
-  built ??= buildSchema({ resolvers, authChecker, validate: false });
+  // PageInfo is listed so the contract's paging type is in the schema before any list uses it.
+  built ??= buildSchema({ resolvers, authChecker, validate: false, orphanedTypes: [PageInfo] });
   return built;
 }
 
