@@ -1,0 +1,35 @@
+import type { EntityManager } from '../../db/orm.js';
+
+/**
+ * What one employee sync changed in the HR mirror, by employee number. An employee can be both
+ * `moved` and `renamed`; `added` and `removed` are exclusive with the others.
+ */
+export interface EmployeeChanges {
+  added: string[];
+  /** The department path changed. */
+  moved: string[];
+  /** The username changed. */
+  renamed: string[];
+  removed: { employeeNumber: string }[];
+}
+
+/**
+ * The permissions module's hook into employee sync (SPEC §7), injected into EmployeeSyncService so
+ * the employees module does not depend on permissions. Both hooks run only when the sync changed
+ * something, and one sync passes the very same `changes` object to both (a listener may key state on it).
+ *
+ * - `beforeCommit` runs inside the sync's one transaction, after the mirror rows are written: delete
+ *   the personal model whitelists of moved employees and the settings and effective records of removed
+ *   ones there, so the mirror and the permissions commit (or roll back) together. Throwing aborts the
+ *   whole sync (HR_SYNC_FAILED, nothing changed).
+ * - `afterCommit` runs after the commit, on a fresh EntityManager: recompute and push to the gateway.
+ *   A failure there is logged; the mirror stays synced.
+ */
+export interface EmployeeChangeListener {
+  beforeCommit(em: EntityManager, changes: EmployeeChanges): Promise<void>;
+  afterCommit(em: EntityManager, changes: EmployeeChanges): Promise<void>;
+}
+
+export function hasChanges(changes: EmployeeChanges): boolean {
+  return changes.added.length + changes.moved.length + changes.renamed.length + changes.removed.length > 0;
+}
