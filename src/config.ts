@@ -231,7 +231,8 @@ export function loadConfig(env: Env = process.env): AppConfig {
     if (origin === '*') continue;
     try {
       const parsed = new URL(origin);
-      if (parsed.origin !== origin) throw new Error('not an origin');
+      // Origins are compared exactly, so a wildcard host would silently never match.
+      if (parsed.origin !== origin || parsed.hostname.includes('*')) throw new Error('not an origin');
     } catch {
       throw new ConfigError('CORS_ORIGINS', `must list origins like https://admin.example.com, got "${origin}"`);
     }

@@ -6,7 +6,7 @@ import type { GraphQLSchema } from 'graphql';
 import type { AppConfig } from './config.js';
 import { ErrorCode } from './errors.js';
 import type { RequestContext } from './graphql/context.js';
-import { createErrorFormatter } from './graphql/error-formatter.js';
+import { createErrorFormatter, errorContextPlugin } from './graphql/error-formatter.js';
 import { complexityPlugin, MAX_DOCUMENT_TOKENS, operationShapeRule } from './graphql/limits.js';
 import { PLAYGROUND_ASSET_PREFIX, PLAYGROUND_CSP, playgroundAsset, playgroundPage } from './graphql/playground.js';
 import type { Logger } from './logger.js';
@@ -90,7 +90,12 @@ export async function createHttpApp(options: HttpServerOptions): Promise<HttpApp
     formatError: createErrorFormatter(logger),
     validationRules: [operationShapeRule(limits)],
     parseOptions: { maxTokens: MAX_DOCUMENT_TOKENS },
-    plugins: [ApolloServerPluginLandingPageDisabled(), complexityPlugin(limits), requestLoggingPlugin()],
+    plugins: [
+      ApolloServerPluginLandingPageDisabled(),
+      errorContextPlugin(),
+      complexityPlugin(limits),
+      requestLoggingPlugin(),
+    ],
     logger: {
       debug: (message) => logger.debug(message),
       info: (message) => logger.info(message),

@@ -26,10 +26,10 @@ async function main(): Promise<void> {
     process.stderr.write(`${usage}\n`);
     process.exit(values.help ? 0 : 2);
   }
+  // The spellings jose's setExpirationTime accepts, with a unit and above zero: a bare "30" or
+  // "0s" would otherwise fail inside jose (exit 1) or mint a token that is already expired.
   if (
-    !/^\d+\s*[smhdwy]?$|^\d+\s*(sec|secs|second|seconds|min|mins|minute|minutes|hour|hours|day|days|week|weeks|year|years)$/.test(
-      values.ttl,
-    )
+    !/^[1-9]\d* ?(s|secs?|seconds?|m|mins?|minutes?|h|hrs?|hours?|d|days?|w|weeks?|y|yrs?|years?)$/i.test(values.ttl)
   ) {
     process.stderr.write(`--ttl must be a duration like 30m, 1h, 7d; got "${values.ttl}"\n`);
     process.exit(2);
@@ -57,5 +57,8 @@ async function main(): Promise<void> {
 
 main().catch((error: unknown) => {
   process.stderr.write(`token: ${error instanceof Error ? error.message : String(error)}\n`);
-  process.exit(1);
+  // An unknown option or a missing value is a usage error, like a bad --ttl.
+  const usageError = String((error as { code?: unknown }).code ?? '').startsWith('ERR_PARSE_ARGS');
+  if (usageError) process.stderr.write(`${usage}\n`);
+  process.exit(usageError ? 2 : 1);
 });

@@ -1,9 +1,11 @@
 import { randomUUID } from 'node:crypto';
+import type { ApolloServerPlugin } from '@apollo/server';
 import { ApolloServerErrorCode, unwrapResolverError } from '@apollo/server/errors';
 import type { GraphQLFormattedError } from 'graphql';
 import { GraphQLError } from 'graphql';
 import { DomainError, ErrorCode } from '../errors.js';
 import type { Logger } from '../logger.js';
+import type { RequestContext } from './context.js';
 
 /**
  * The one place where errors become GraphQL errors (`extensions.code`). Domain errors keep their
@@ -23,6 +25,24 @@ const REQUEST_ERROR_CODES = new Set<string>([
 ]);
 
 const KNOWN_CODES = new Set<string>(Object.values(ErrorCode));
+
+/**
+ * Apollo's formatError sees the error but not the request, so the request's logger (which carries
+ * requestId and userId) is remembered per error by the plugin below, which Apollo runs first.
+ */
+const requestLoggers = new WeakMap<object, Logger>();
+
+export function errorContextPlugin(): ApolloServerPlugin<RequestContext> {
+  return {
+    async requestDidStart() {
+      return {
+        async didEncounterErrors({ errors, contextValue }) {
+          for (const error of errors) requestLoggers.set(error, contextValue.logger);
+        },
+      };
+    },
+  };
+}
 
 export function createErrorFormatter(logger: Logger) {
   return function formatError(formatted: GraphQLFormattedError, error: unknown): GraphQLFormattedError {
@@ -52,7 +72,8 @@ export function createErrorFormatter(logger: Logger) {
     }
 
     const errorId = randomUUID();
-    logger.error({ errorId, err: original, path: formatted.path }, 'unexpected error while answering a request');
+    const requestLogger = (typeof error === 'object' && error !== null && requestLoggers.get(error)) || logger;
+    requestLogger.error({ errorId, err: original, path: formatted.path }, 'unexpected error while answering a request');
     return {
       message: `Internal server error (errorId ${errorId})`,
       ...location,

@@ -21,7 +21,8 @@ import { ErrorCode } from '../errors.js';
  */
 
 function limitError(message: string): GraphQLError {
-  return new GraphQLError(message, { extensions: { code: ErrorCode.BAD_USER_INPUT } });
+  // `http.status`: Apollo answers errors thrown from plugins with 500 unless told otherwise.
+  return new GraphQLError(message, { extensions: { code: ErrorCode.BAD_USER_INPUT, http: { status: 400 } } });
 }
 
 function isIntrospectionField(name: string): boolean {
@@ -109,13 +110,22 @@ export function complexityPlugin(limits: GraphqlLimits): ApolloServerPlugin {
     async requestDidStart() {
       return {
         async didResolveOperation({ request, document, schema }) {
-          const complexity = getComplexity({
-            schema,
-            query: document,
-            operationName: request.operationName ?? undefined,
-            variables: request.variables ?? {},
-            estimators: [pagedFieldEstimator, simpleEstimator({ defaultComplexity: 1 })],
-          });
+          let complexity: number;
+          try {
+            complexity = getComplexity({
+              schema,
+              query: document,
+              operationName: request.operationName ?? undefined,
+              variables: request.variables ?? {},
+              estimators: [pagedFieldEstimator, simpleEstimator({ defaultComplexity: 1 })],
+            });
+          } catch (error) {
+            // Variables that do not fit the operation: execution refuses them with BAD_USER_INPUT
+            // before any resolver runs, so there is nothing to cost here (and no bug to report).
+            // By name, not instanceof: the library may load graphql's CommonJS build and we its ESM one.
+            if (error instanceof Error && error.name === 'GraphQLError') return;
+            throw error;
+          }
           if (complexity > limits.maxComplexity) {
             throw limitError(
               `The query is too expensive: complexity ${complexity} exceeds the limit of ${limits.maxComplexity}.`,

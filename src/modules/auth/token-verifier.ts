@@ -9,6 +9,7 @@ import {
 } from 'jose';
 import type { AuthConfig } from '../../config.js';
 import { DomainError, ErrorCode } from '../../errors.js';
+import type { Logger } from '../../logger.js';
 
 /** Who is calling: derived from a token, never from anything else the client sends. */
 export interface Viewer {
@@ -36,9 +37,12 @@ const MAX_TOKEN_LENGTH = 16_384;
 export class TokenVerifier {
   private readonly key: Uint8Array | JWTVerifyGetKey | null;
 
-  constructor(private readonly config: AuthConfig & { jwtSecret: string | null }) {
+  constructor(
+    private readonly config: AuthConfig & { jwtSecret: string | null },
+    private readonly logger?: Logger,
+  ) {
     if (!config.verify) this.key = null;
-    else if (config.jwksUrl) this.key = createRemoteJWKSet(new URL(config.jwksUrl), { timeoutDuration: 5_000 });
+    else if (config.jwksUrl) this.key = this.keySetGetter(config.jwksUrl);
     else if (config.jwtSecret) this.key = new TextEncoder().encode(config.jwtSecret);
     else throw new Error('TokenVerifier needs AUTH_JWT_SECRET or AUTH_JWKS_URL when verifying');
   }
@@ -53,6 +57,26 @@ export class TokenVerifier {
     } catch (error) {
       return { kind: 'refused', reason: describeTokenError(error) };
     }
+  }
+
+  /**
+   * The remote key set, with its failures told apart: a kid the set does not have is the token's
+   * problem; a set that cannot be fetched or read (identity provider down, an error page, a
+   * timeout) is ours, so it is logged for the operator and not reported as a malformed token.
+   */
+  private keySetGetter(jwksUrl: string): JWTVerifyGetKey {
+    const remote = createRemoteJWKSet(new URL(jwksUrl), { timeoutDuration: 5_000 });
+    return async (header, token) => {
+      try {
+        return await remote(header, token);
+      } catch (error) {
+        if (error instanceof joseErrors.JWKSNoMatchingKey || error instanceof joseErrors.JWKSMultipleMatchingKeys) {
+          throw error;
+        }
+        this.logger?.warn({ err: error, jwksUrl }, 'the JSON Web Key Set could not be fetched');
+        throw new KeySetUnavailable();
+      }
+    };
   }
 
   private async verify(token: string): Promise<JWTPayload> {
@@ -94,6 +118,8 @@ export class TokenVerifier {
 
 class TokenProblem extends Error {}
 
+class KeySetUnavailable extends Error {}
+
 function stringClaim(claims: JWTPayload, name: string): string | null {
   const value = claims[name];
   if (typeof value === 'string' && value.trim() !== '') return value;
@@ -112,6 +138,7 @@ export function extractToken(headerValue: string | undefined): string | null {
 /** A short, client-safe reason; never the key or the token itself. */
 function describeTokenError(error: unknown): string {
   if (error instanceof TokenProblem) return error.message;
+  if (error instanceof KeySetUnavailable) return 'the key set could not be fetched';
   if (error instanceof joseErrors.JWTExpired) return 'the token has expired';
   if (error instanceof joseErrors.JWTClaimValidationFailed) {
     return error.claim === 'nbf' ? 'the token is not valid yet' : `the token's ${error.claim} claim is invalid`;

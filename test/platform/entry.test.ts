@@ -1,0 +1,124 @@
+import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
+import { chmod, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freePort } from '../../src/db/embedded-postgres.js';
+
+/**
+ * The real entry point in embedded mode (SPEC §1, §9, §10): nothing configured, so it starts its own
+ * PostgreSQL and gateway simulator, prints a banner with playground tokens that work, warns when
+ * AUTH_VERIFY=false, and exits 0 on SIGTERM. Run with tsx in an empty folder.
+ */
+
+const PROJECT_ROOT = fileURLToPath(new URL('../../', import.meta.url));
+
+interface Server {
+  child: ChildProcessWithoutNullStreams;
+  output(): { stdout: string; stderr: string };
+  exit: Promise<number | null>;
+}
+
+let cwd: string;
+
+beforeAll(async () => {
+  cwd = await mkdtemp(path.join(tmpdir(), 'qm-entry-'));
+  // As root the embedded cluster runs as user postgres, who must be able to enter this folder.
+  await chmod(cwd, 0o755);
+});
+
+afterAll(async () => {
+  await rm(cwd, { recursive: true, force: true });
+});
+
+function startServer(env: Record<string, string>): Server {
+  const child = spawn(
+    path.join(PROJECT_ROOT, 'node_modules/.bin/tsx'),
+    ['--tsconfig', path.join(PROJECT_ROOT, 'tsconfig.json'), path.join(PROJECT_ROOT, 'src/main.ts')],
+    { cwd, env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? cwd, DATA_DIR: '.data', ...env } },
+  );
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (chunk) => {
+    stdout += chunk;
+  });
+  child.stderr.on('data', (chunk) => {
+    stderr += chunk;
+  });
+  const exit = new Promise<number | null>((resolve) => child.on('close', resolve));
+  return { child, output: () => ({ stdout, stderr }), exit };
+}
+
+async function waitForBanner(server: Server, timeoutMs = 45_000): Promise<string> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const { stdout, stderr } = server.output();
+    if (stdout.includes('Quota Manager is running')) return stdout;
+    if (server.child.exitCode !== null || Date.now() > deadline) {
+      server.child.kill('SIGKILL');
+      throw new Error(`the server did not start:\n${stdout}\n${stderr}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+async function stopServer(server: Server): Promise<number | null> {
+  server.child.kill('SIGTERM');
+  return server.exit;
+}
+
+function logLines(stdout: string): { level: number; msg: string }[] {
+  return stdout
+    .split('\n')
+    .filter((line) => line.startsWith('{'))
+    .map((line) => JSON.parse(line));
+}
+
+describe('npm start in embedded mode', () => {
+  it('prints working admin and user tokens, serves /health, and exits 0 on SIGTERM', async () => {
+    const port = await freePort();
+    const server = startServer({ PORT: String(port) });
+    try {
+      const stdout = await waitForBanner(server);
+      expect(stdout).toContain(`http://localhost:${port}/graphql`);
+      const admin = /admin: (\S+)/.exec(stdout)?.[1];
+      const user = /user: {2}(\S+)/.exec(stdout)?.[1];
+      expect(admin).toBeDefined();
+      expect(user).toBeDefined();
+
+      const health = await fetch(`http://127.0.0.1:${port}/health`);
+      expect(health.status).toBe(200);
+      expect(await health.json()).toMatchObject({ status: 'ok', database: true });
+
+      const ask = async (token: string) => {
+        const response = await fetch(`http://127.0.0.1:${port}/graphql`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+          body: JSON.stringify({ query: '{ viewer { userId isAdmin name } }' }),
+        });
+        return (await response.json()) as { data: { viewer: { isAdmin: boolean; name: string } } };
+      };
+      expect((await ask(admin!)).data.viewer).toMatchObject({ isAdmin: true, name: 'Demo Admin' });
+      expect((await ask(user!)).data.viewer).toMatchObject({ isAdmin: false, name: 'Demo User' });
+    } finally {
+      const exitCode = await stopServer(server);
+      expect(exitCode).toBe(0);
+    }
+    expect(logLines(server.output().stdout).some((line) => line.msg === 'stopped')).toBe(true);
+  }, 90_000);
+
+  it('warns at start when AUTH_VERIFY=false, and prints no tokens then', async () => {
+    const port = await freePort();
+    // The same data directory: the second start finds its cluster and secrets.
+    const server = startServer({ PORT: String(port), AUTH_VERIFY: 'false' });
+    try {
+      const stdout = await waitForBanner(server);
+      const warning = logLines(stdout).find((line) => line.level === 40 && /AUTH_VERIFY=false/.test(line.msg));
+      expect(warning?.msg).toMatch(/decoded, not verified/);
+      expect(stdout).not.toMatch(/admin: \S+/);
+    } finally {
+      expect(await stopServer(server)).toBe(0);
+    }
+  }, 90_000);
+});
