@@ -7,10 +7,29 @@ import { migrate, openDirectoryOrm, openMainOrm } from './db/orm.js';
 import { buildApiSchema } from './graphql/schema.js';
 import type { Logger } from './logger.js';
 import { TokenVerifier } from './modules/auth/token-verifier.js';
+import { EmployeeDirectory } from './modules/employees/employee-directory.js';
+import { EmployeeSyncService } from './modules/employees/employee-sync.service.js';
+import { HrClient } from './modules/employees/hr-client.js';
 import { GatewayClient } from './modules/gateway/gateway.client.js';
 import { GatewayAdminService } from './modules/gateway/gateway-admin.service.js';
 import { HealthService } from './modules/health/health.service.js';
+import type { ScanTypeName } from './modules/jobs/job-run.entity.js';
+import { type JobHandler, JobRunner } from './modules/jobs/job-runner.js';
+import { JobsService } from './modules/jobs/jobs.service.js';
+import { Scheduler } from './modules/jobs/scheduler.js';
+import { Metrics } from './modules/metrics/metrics.js';
+import { PermissionService } from './modules/permissions/permission.service.js';
+import { PermissionSyncListener } from './modules/permissions/permission-sync-listener.js';
+import { Ledger } from './modules/quota/ledger.js';
+import { QuotaService } from './modules/quota/quota.service.js';
+import { QuotaExpiryService } from './modules/quota/quota-expiry.service.js';
+import { QuotaSyncService } from './modules/quota/quota-sync.service.js';
+import { createStrategyService } from './modules/strategies/strategy.module.js';
+import { SCAN_JOB_KEY } from './modules/strategies/strategy-jobs.js';
+import { StrategySchedules } from './modules/strategies/strategy-schedules.js';
 import { UserDirectory } from './modules/users/user-directory.js';
+import { VoucherCodec } from './modules/vouchers/voucher-codec.js';
+import { VouchersService } from './modules/vouchers/vouchers.service.js';
 import { createHttpApp, type HttpApp } from './server.js';
 import type { Services } from './services.js';
 
@@ -25,6 +44,8 @@ export interface StartAppOptions {
   clock?: Clock;
   /** false = build everything but do not listen (tests that only need the services). */
   listen?: boolean;
+  /** false = no cron jobs (tests that trigger jobs by hand); manual triggers still work. */
+  schedule?: boolean;
 }
 
 export interface RunningApp {
@@ -74,6 +95,7 @@ export async function startApp(options: StartAppOptions): Promise<RunningApp> {
       closers.push(() => opened.close(true));
     }
 
+    const metrics = new Metrics({ defaultMetrics: config.metricsEnabled });
     const gateway = new GatewayClient(
       {
         baseUrl: config.gateway.url,
@@ -85,25 +107,84 @@ export async function startApp(options: StartAppOptions): Promise<RunningApp> {
         retryBaseDelayMs: config.gateway.retryBaseDelayMs,
       },
       logger.child({ component: 'gateway-client' }),
+      { onCall: metrics.onGatewayCall },
     );
     closers.push(async () => gateway.close());
 
+    const directory = new UserDirectory(directoryOrm, !config.authDatabaseUrl);
+    const employees = new EmployeeDirectory(config, directory);
+    const hrClient = new HrClient({ timeoutMs: config.hr.timeoutMs }, logger.child({ component: 'hr-client' }));
+    closers.push(async () => hrClient.close());
+    const employeeSync = new EmployeeSyncService(config, hrClient);
+    const permissions = new PermissionService({
+      orm,
+      gateway,
+      employees,
+      directory,
+      clock,
+      logger: logger.child({ component: 'permissions' }),
+    });
+    employeeSync.addChangeListener(new PermissionSyncListener(permissions));
     const health = new HealthService(orm, gateway, packageVersion(), logger);
+    const jobRunner = new JobRunner(orm, logger.child({ component: 'jobs' }), {
+      onFinished: metrics.onJobFinished,
+    });
+    const scheduler = new Scheduler(jobRunner, config.timeZone, logger.child({ component: 'scheduler' }));
+    const quotaLogger = logger.child({ component: 'quota' });
+    const ledger = new Ledger(gateway, clock, quotaLogger, metrics.ledgerObserver);
     const services: Services = {
       config,
       clock,
       logger,
       orm,
       gateway,
-      directory: new UserDirectory(directoryOrm, !config.authDatabaseUrl),
+      directory,
+      employees,
+      employeeSync,
       health,
+      metrics,
       gatewayAdmin: new GatewayAdminService(gateway, logger.child({ component: 'gateway-admin' })),
+      permissions,
+      jobs: new JobsService(jobRunner),
+      scheduler,
+      ledger,
+      quota: new QuotaService(ledger, gateway, directory, config, clock, quotaLogger),
+      quotaExpiry: new QuotaExpiryService(orm, ledger, gateway, clock, quotaLogger),
+      quotaSync: new QuotaSyncService(orm, ledger, gateway, quotaLogger, metrics.syncObserver),
+      strategies: createStrategyService({
+        orm,
+        config,
+        clock,
+        logger,
+        directory,
+        employees,
+        gateway,
+        runner: jobRunner,
+        quota: () => services.quota,
+      }),
+      vouchers: new VouchersService(
+        ledger,
+        gateway,
+        directory,
+        employees,
+        voucherCodec(config),
+        clock,
+        logger.child({ component: 'vouchers' }),
+      ),
     };
 
-    const verifier = new TokenVerifier(config.auth);
+    const verifier = new TokenVerifier(config.auth, logger.child({ component: 'auth' }));
     const schema = await buildApiSchema();
     const http = await createHttpApp({ config, schema, services, verifier, logger });
     closers.push(() => http.close(config.shutdownTimeoutMs));
+    // Closed before HTTP drains (closers run in reverse): schedules stop, running jobs reach a safe point.
+    closers.push(async () => {
+      scheduler.stop();
+      await jobRunner.stop(config.shutdownTimeoutMs);
+    });
+    await jobRunner.reapStaleRuns();
+    registerScans(services);
+    if (options.schedule !== false) closers.push(await startSchedules(services));
 
     let port = 0;
     if (options.listen !== false) {
@@ -130,4 +211,102 @@ export async function startApp(options: StartAppOptions): Promise<RunningApp> {
     await closeAll();
     throw error;
   }
+}
+
+/** Job keys of the scans (one active exclusive run per key, across instances). */
+const EXPIRE_JOB_KEY = 'expire';
+const SYNC_QUOTAS_JOB_KEY = 'sync-quotas';
+const EMPLOYEE_SYNC_JOB_KEY = 'employee-sync';
+const EXPIRE_CRON = '0 0 0 1 * *';
+const EMPLOYEE_SYNC_CRON = '0 0 1 * * *';
+
+/** The handlers behind triggerScan(type) and the schedules (SPEC §9): the same for both. */
+function scanHandlers(services: Services): Record<ScanTypeName, JobHandler> {
+  const expireQuotas: JobHandler = async (execution) => {
+    const result = await services.quotaExpiry.runMonthlyExpiry({
+      progress: execution.progress,
+      signal: execution.signal,
+    });
+    if (result.failures.length > 0) {
+      execution.logger.warn({ failures: result.failures }, 'monthly expiry left users for the next run');
+    }
+  };
+  const syncQuotas: JobHandler = async (execution) => {
+    const result = await services.quotaSync.syncQuotas({ progress: execution.progress, signal: execution.signal });
+    execution.logger.info({ corrected: result.corrected, failures: result.failures }, 'quota sync finished');
+  };
+  const employeeSync: JobHandler = async (execution) => {
+    const result = await services.employeeSync.sync(services.orm, execution.logger, { signal: execution.signal });
+    execution.progress.processed(result.processed);
+    execution.progress.succeeded(result.succeeded);
+    execution.progress.failed(result.failed);
+  };
+  return {
+    STRATEGY: services.strategies.jobs.scan,
+    EXPIRE_QUOTAS: expireQuotas,
+    SYNC_QUOTAS: syncQuotas,
+    EMPLOYEE_SYNC: employeeSync,
+  };
+}
+
+const SCAN_JOB_KEYS: Record<ScanTypeName, string> = {
+  STRATEGY: SCAN_JOB_KEY,
+  EXPIRE_QUOTAS: EXPIRE_JOB_KEY,
+  SYNC_QUOTAS: SYNC_QUOTAS_JOB_KEY,
+  EMPLOYEE_SYNC: EMPLOYEE_SYNC_JOB_KEY,
+};
+
+/** triggerScan(type) for every scan type, schedules on or off. */
+function registerScans(services: Services): void {
+  const handlers = scanHandlers(services);
+  for (const type of Object.keys(handlers) as ScanTypeName[]) {
+    services.jobs.registerScan(type, { jobKey: SCAN_JOB_KEYS[type], handler: handlers[type] });
+  }
+}
+
+/**
+ * The scheduled jobs of SPEC §9, on this instance's scheduler (every instance schedules everything;
+ * the job runner's claim lets one of them run each fire): the single-strategy scan on SCAN_CRON, one
+ * job per enabled periodic strategy (kept in step with changes by StrategySchedules), the monthly
+ * expiry, and employee sync — daily when enabled, and once now when the mirror is still empty.
+ * Returns what stops the parts that are not the scheduler's own jobs.
+ */
+async function startSchedules(services: Services): Promise<() => Promise<void>> {
+  const { scheduler, config } = services;
+  const handlers = scanHandlers(services);
+  const scan = (type: ScanTypeName) => () => ({
+    type,
+    jobKey: SCAN_JOB_KEYS[type],
+    exclusive: true,
+    handler: handlers[type],
+  });
+  scheduler.schedule(SCAN_JOB_KEY, config.scanCron, scan('STRATEGY'));
+  scheduler.schedule(EXPIRE_JOB_KEY, EXPIRE_CRON, scan('EXPIRE_QUOTAS'));
+
+  const strategySchedules = new StrategySchedules(
+    services.orm,
+    scheduler,
+    services.strategies.jobs,
+    services.logger.child({ component: 'strategy-schedules' }),
+  );
+  services.strategies.onChange(() => strategySchedules.resync());
+  await strategySchedules.start();
+
+  if (config.hr.enabled) {
+    scheduler.schedule(EMPLOYEE_SYNC_JOB_KEY, EMPLOYEE_SYNC_CRON, scan('EMPLOYEE_SYNC'));
+    if (await services.employeeSync.isMirrorEmpty(services.orm.em.fork())) {
+      await services.jobs.runner.start({ ...scan('EMPLOYEE_SYNC')(), trigger: 'STARTUP' });
+    }
+  }
+  services.logger.debug({ jobs: scheduler.scheduledKeys() }, 'schedules started');
+  return async () => strategySchedules.stop();
+}
+
+/** The voucher keys (SPEC §5): embedded mode generates the signing key; otherwise config requires it. */
+function voucherCodec(config: AppConfig): VoucherCodec {
+  if (!config.voucherSigningKey) throw new Error('startApp needs VOUCHER_SIGNING_KEY (embedded mode fills it in)');
+  return new VoucherCodec(
+    { signingKey: config.voucherSigningKey, previousKeys: config.voucherPreviousKeys },
+    config.timeZone,
+  );
 }

@@ -82,6 +82,8 @@ export interface AppConfig {
   corsOrigins: string[];
   graphql: GraphqlLimits;
   shutdownTimeoutMs: number;
+  /** GET /metrics (Prometheus text) and the process metrics behind it; METRICS_ENABLED, default true. */
+  metricsEnabled: boolean;
 }
 
 export class ConfigError extends Error {
@@ -274,6 +276,7 @@ export function loadConfig(env: Env = process.env): AppConfig {
       maxBodyBytes: read.integer('GRAPHQL_MAX_BODY_BYTES', 1_000_000, 1024, 100_000_000),
     },
     shutdownTimeoutMs: read.integer('SHUTDOWN_TIMEOUT_MS', 10_000, 0, 600_000),
+    metricsEnabled: read.boolean('METRICS_ENABLED', true),
   };
 }
 

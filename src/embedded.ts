@@ -5,6 +5,7 @@ import path from 'node:path';
 import type { AppConfig } from './config.js';
 import { startEmbeddedPostgres } from './db/embedded-postgres.js';
 import type { Logger } from './logger.js';
+import { startHrSimulatorForEmbedded } from './modules/employees/hr-simulator.js';
 import { GatewaySimulator } from './modules/gateway/simulator/gateway-simulator.js';
 
 /**
@@ -19,7 +20,7 @@ export const EMBEDDED_DATABASE_NAME = 'quota_manager';
 export interface EmbeddedRuntime {
   config: AppConfig;
   /** What was started here, for the banner. */
-  started: { database: boolean; gatewaySimulator: boolean; generatedSecrets: boolean };
+  started: { database: boolean; gatewaySimulator: boolean; hrSimulator: boolean; generatedSecrets: boolean };
   stop(): Promise<void>;
 }
 
@@ -89,7 +90,7 @@ export async function prepareEmbeddedRuntime(
 ): Promise<EmbeddedRuntime> {
   const stops: (() => Promise<void>)[] = [];
   const config: AppConfig = structuredClone(base);
-  const started = { database: false, gatewaySimulator: false, generatedSecrets: false };
+  const started = { database: false, gatewaySimulator: false, hrSimulator: false, generatedSecrets: false };
   const dataDir = path.resolve(config.dataDir);
 
   try {
@@ -125,6 +126,19 @@ export async function prepareEmbeddedRuntime(
       config.gateway.url = await simulator.start(0, '127.0.0.1');
       stops.push(() => simulator.stop());
       started.gatewaySimulator = true;
+    }
+
+    // HR sync switched on without an HR system: serve the demo organisation, encrypted like HR does.
+    if (config.hr.enabled && config.hr.employeesUrl === null && options.gatewaySimulator) {
+      const hr = await startHrSimulatorForEmbedded(config);
+      Object.assign(config.hr, {
+        employeesUrl: hr.employeesUrl,
+        departmentsUrl: hr.departmentsUrl,
+        employeesKey: hr.employeesKey,
+        departmentsKey: hr.departmentsKey,
+      });
+      stops.push(() => hr.stop());
+      started.hrSimulator = true;
     }
   } catch (error) {
     for (const stop of stops.reverse()) await stop().catch(() => undefined);

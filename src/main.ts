@@ -48,6 +48,7 @@ async function printBanner(app: RunningApp, runtime: EmbeddedRuntime): Promise<v
   const lines = ['', `  Quota Manager is running: ${app.url}`, `  Health: ${app.url.replace(/\/graphql$/, '/health')}`];
   if (runtime.started.database) lines.push(`  Database: embedded PostgreSQL in ${config.dataDir}/pg`);
   if (runtime.started.gatewaySimulator) lines.push(`  AI gateway: built-in simulator at ${config.gateway.url}`);
+  if (runtime.started.hrSimulator) lines.push(`  HR system: built-in simulator at ${config.hr.employeesUrl}`);
   // Tokens are printed only for the secret embedded mode generated, never for a configured one.
   if (runtime.started.database && config.auth.jwtSecret && !process.env.AUTH_JWT_SECRET) {
     const admin = await mintToken(config.auth.jwtSecret, {

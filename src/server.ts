@@ -11,10 +11,11 @@ import { complexityPlugin, MAX_DOCUMENT_TOKENS, operationShapeRule } from './gra
 import { PLAYGROUND_ASSET_PREFIX, PLAYGROUND_CSP, playgroundAsset, playgroundPage } from './graphql/playground.js';
 import type { Logger } from './logger.js';
 import type { TokenVerifier } from './modules/auth/token-verifier.js';
+import { graphqlMetricsPlugin } from './modules/metrics/graphql-metrics.plugin.js';
 import type { Services } from './services.js';
 
 /**
- * The HTTP side: /graphql (Apollo, and GraphiQL for browsers), /health, /ready. A plain node:http
+ * The HTTP side: /graphql (Apollo, and GraphiQL for browsers), /health, /ready, /metrics. A plain node:http
  * server, so body limits, batching, CORS and request ids are handled here, visibly, before Apollo.
  */
 
@@ -95,6 +96,7 @@ export async function createHttpApp(options: HttpServerOptions): Promise<HttpApp
       errorContextPlugin(),
       complexityPlugin(limits),
       requestLoggingPlugin(),
+      graphqlMetricsPlugin(services.metrics),
     ],
     logger: {
       debug: (message) => logger.debug(message),
@@ -135,6 +137,13 @@ export async function createHttpApp(options: HttpServerOptions): Promise<HttpApp
     if (path === '/ready' && (req.method === 'GET' || req.method === 'HEAD')) {
       const readiness = await services.health.ready();
       return sendJson(res, readiness.ready ? 200 : 503, readiness);
+    }
+    // Prometheus scrapes; public like /health, so keep it off the public internet (docs/operations.md).
+    if (path === '/metrics' && config.metricsEnabled && (req.method === 'GET' || req.method === 'HEAD')) {
+      const body = await services.metrics.render();
+      res.writeHead(200, { 'content-type': services.metrics.contentType, 'cache-control': 'no-store' });
+      res.end(req.method === 'HEAD' ? undefined : body);
+      return;
     }
     if (url.pathname.startsWith(PLAYGROUND_ASSET_PREFIX) && req.method === 'GET' && limits.playground) {
       const asset = playgroundAsset(url.pathname.slice(PLAYGROUND_ASSET_PREFIX.length));

@@ -1,5 +1,11 @@
 import 'reflect-metadata';
+import { createLogger } from '../logger.js';
+import { seedDemoOrganisation } from '../modules/employees/demo-organisation.js';
+import { seedDemoPermissions } from '../modules/permissions/demo-permissions.js';
+import { seedDemoQuota } from '../modules/quota/demo-quota.js';
+import { seedDemoStrategies } from '../modules/strategies/demo-strategies.js';
 import { seedDemoDirectory } from '../modules/users/demo-directory.js';
+import { seedDemoTransfer } from '../modules/vouchers/demo-transfer.js';
 import { withDatabase } from './with-database.js';
 
 /**
@@ -15,6 +21,27 @@ async function main(): Promise<void> {
     } else {
       const users = await seedDemoDirectory(em);
       process.stdout.write(`seeded ${users} demo users into auth_users\n`);
+    }
+    const employees = await seedDemoOrganisation(em);
+    process.stdout.write(
+      `seeded ${employees} demo employees into employee_department (the HR simulator's organisation)\n`,
+    );
+    const permissions = await seedDemoPermissions(orm, config);
+    process.stdout.write(`seeded ${permissions} demo permission settings (whitelists, star and quota checks)\n`);
+    const strategies = await seedDemoStrategies(orm.em.fork(), config.timeZone);
+    process.stdout.write(`seeded ${strategies} demo strategies (triggerScan or runStrategy grants with them)\n`);
+    if (!config.authDatabaseUrl) {
+      const quota = await seedDemoQuota(orm, config, createLogger('warn'));
+      const where = quota.gatewayConfigured
+        ? ''
+        : ' (no AIGATEWAY_URL: gateway totals follow on triggerScan(SYNC_QUOTAS))';
+      process.stdout.write(`seeded ${quota.grants} demo grants for ${quota.users} demo users${where}\n`);
+      const transfer = await seedDemoTransfer(orm, config, createLogger('warn'));
+      if (transfer.pendingVoucher) {
+        process.stdout.write(
+          `seeded a redeemed demo transfer; a voucher for the demo user to redeem (transferIn):\n  ${transfer.pendingVoucher}\n`,
+        );
+      }
     }
   });
 }

@@ -1,7 +1,7 @@
 import { type RunningApp, startApp } from '../../src/app.js';
 import type { Clock } from '../../src/clock.js';
 import { type AppConfig, loadConfig } from '../../src/config.js';
-import { silentLogger } from '../../src/logger.js';
+import { type Logger, silentLogger } from '../../src/logger.js';
 import { type MintOptions, mintToken } from '../../src/modules/auth/token-verifier.js';
 import { GatewaySimulator } from '../../src/modules/gateway/simulator/gateway-simulator.js';
 import { dropDatabase, uniqueDatabaseUrl } from './database.js';
@@ -44,6 +44,10 @@ export interface TestAppOptions {
   /** Reuse a database (e.g. a second instance on the same one). */
   databaseUrl?: string;
   simulator?: GatewaySimulator;
+  /** Where the app logs (default: nowhere); tests that assert on log lines pass their own. */
+  logger?: Logger;
+  /** Run the cron schedules (off by default: tests trigger jobs by hand). */
+  schedule?: boolean;
 }
 
 /** The environment a test server runs with, before `env` overrides. */
@@ -70,7 +74,12 @@ export async function startTestApp(options: TestAppOptions): Promise<TestApp> {
 
   const config = loadConfig({ ...testEnv(databaseUrl, gatewayUrl), ...options.env });
   config.port = 0;
-  const app = await startApp({ config, logger: silentLogger(), clock: options.clock });
+  const app = await startApp({
+    config,
+    logger: options.logger ?? silentLogger(),
+    clock: options.clock,
+    schedule: options.schedule ?? false,
+  });
   const baseUrl = app.url.replace(/\/graphql$/, '');
   const secret = config.auth.jwtSecret ?? TEST_JWT_SECRET;
   const token = (mint: MintOptions) => mintToken(secret, mint);
@@ -115,6 +124,6 @@ export async function startTestApp(options: TestAppOptions): Promise<TestApp> {
 }
 
 /** The `extensions.code` of the first error, for terse assertions. */
-export function errorCode(response: GraphqlResponse): unknown {
+export function errorCode(response: Pick<GraphqlResponse<unknown>, 'errors'>): unknown {
   return response.errors?.[0]?.extensions?.code;
 }

@@ -27,8 +27,19 @@ export function cronProblem(expression: string, timeZone: string): string | null
 }
 
 /** Creates a croner job for a validated expression in the configured zone. */
-export function createCronJob(expression: string, timeZone: string, run: () => Promise<void> | void): Cron {
-  return new Cron(expression.trim(), { timezone: timeZone, protect: true, mode: '5-or-6-parts' }, run);
+export function createCronJob(expression: string, timeZone: string, run: (job: Cron) => Promise<void> | void): Cron {
+  return new Cron(expression.trim(), { timezone: timeZone, protect: true, mode: '5-or-6-parts' }, (job: Cron) =>
+    run(job),
+  );
+}
+
+/**
+ * The scheduled instant of the fire that is running now: the latest fire time at or before `now`.
+ * Croner calls back at (or after) that instant, and a busy event loop can make "after" more than a
+ * second; every instance must still name the same fire, so the key is the schedule's, not the clock's.
+ */
+export function scheduledInstant(job: Cron, now = new Date()): Date {
+  return job.previousRuns(1, new Date(now.getTime() + 1))[0] ?? new Date(Math.floor(now.getTime() / 1000) * 1000);
 }
 
 /** The next `count` fire times of an expression, in the configured zone. */

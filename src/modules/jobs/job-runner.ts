@@ -1,0 +1,254 @@
+import { randomUUID } from 'node:crypto';
+import type { MikroORM } from '@mikro-orm/postgresql';
+import { isDomainError } from '../../errors.js';
+import type { Logger } from '../../logger.js';
+import { JobRun, type JobTrigger, type ScanTypeName } from './job-run.entity.js';
+
+/**
+ * Runs jobs exactly once across instances. A run is claimed by inserting its row: the unique index
+ * on `fire_key` lets one instance win each scheduled fire, and the partial unique index on active
+ * exclusive runs keeps a job from overlapping itself. A running job writes a heartbeat; a run whose
+ * heartbeat stopped (its instance died) is marked FAILED by whoever looks next, which frees its job.
+ */
+
+export interface JobProgress {
+  processed(count?: number): void;
+  succeeded(count?: number): void;
+  failed(count?: number): void;
+}
+
+export interface JobExecution {
+  runId: string;
+  type: ScanTypeName;
+  trigger: JobTrigger;
+  strategyId: string | null;
+  /** The scheduled instant of a scheduled fire, else the time the run was requested. */
+  firedAt: Date;
+  /** Aborted on shutdown: stop at the next safe point (between users or chunks). */
+  signal: AbortSignal;
+  progress: JobProgress;
+  logger: Logger;
+}
+
+export type JobHandler = (execution: JobExecution) => Promise<void>;
+
+export interface JobRequest {
+  type: ScanTypeName;
+  jobKey: string;
+  /** Exclusive runs do not start while another exclusive run of the same job key is active. */
+  exclusive: boolean;
+  trigger: JobTrigger;
+  /** Scheduled fires: `<jobKey>@<instant>`, the claim across instances. */
+  fireKey?: string;
+  firedAt?: Date;
+  strategyId?: string;
+  requestedBy?: string;
+  handler: JobHandler;
+}
+
+export type ClaimResult = { started: true; run: JobRun } | { started: false; activeRun: JobRun | null };
+
+export interface JobRunnerOptions {
+  heartbeatMs?: number;
+  staleAfterMs?: number;
+  counterFlushMs?: number;
+  /** Called once when a run this instance executed has ended and been recorded — the metrics hook. */
+  onFinished?(type: ScanTypeName, status: 'SUCCEEDED' | 'FAILED', durationMs: number): void;
+}
+
+interface ActiveRun {
+  controller: AbortController;
+  done: Promise<void>;
+}
+
+export class JobRunner {
+  readonly instanceId = `${process.pid}-${randomUUID().slice(0, 8)}`;
+  private readonly active = new Map<string, ActiveRun>();
+  private readonly heartbeatMs: number;
+  private readonly staleAfterMs: number;
+  private readonly counterFlushMs: number;
+  private readonly onFinished: JobRunnerOptions['onFinished'];
+  private stopping = false;
+
+  constructor(
+    private readonly orm: MikroORM,
+    private readonly logger: Logger,
+    options: JobRunnerOptions = {},
+  ) {
+    this.heartbeatMs = options.heartbeatMs ?? 5_000;
+    this.staleAfterMs = options.staleAfterMs ?? 30_000;
+    this.counterFlushMs = options.counterFlushMs ?? 1_000;
+    this.onFinished = options.onFinished;
+  }
+
+  /**
+   * Claims a run and starts it in the background. Returns the claimed row (RUNNING) at once, or,
+   * when the claim lost, the active run of that job (null for a scheduled fire another instance took).
+   */
+  async start(request: JobRequest): Promise<ClaimResult> {
+    if (this.stopping) return { started: false, activeRun: null };
+    await this.reapStaleRuns();
+    const em = this.orm.em.fork();
+    const now = new Date();
+    const rows = await em.execute<{ id: string }[]>(
+      `insert into job_run (type, job_key, exclusive, fire_key, trigger, strategy_id, status, requested_by,
+         instance_id, heartbeat_at, started_at)
+       values (?, ?, ?, ?, ?, ?, 'RUNNING', ?, ?, ?, ?)
+       on conflict do nothing
+       returning id`,
+      [
+        request.type,
+        request.jobKey,
+        request.exclusive,
+        request.fireKey ?? null,
+        request.trigger,
+        request.strategyId ?? null,
+        request.requestedBy ?? null,
+        this.instanceId,
+        now,
+        now,
+      ],
+    );
+    if (rows.length === 0) {
+      const activeRun = request.exclusive
+        ? await em.findOne(JobRun, { jobKey: request.jobKey, exclusive: true, status: { $in: ['QUEUED', 'RUNNING'] } })
+        : null;
+      return { started: false, activeRun };
+    }
+    const run = await em.findOneOrFail(JobRun, { id: String(rows[0]!.id) });
+    this.execute(run, request);
+    return { started: true, run };
+  }
+
+  /** Marks runs whose instance stopped sending heartbeats as FAILED, freeing their job. */
+  async reapStaleRuns(): Promise<number> {
+    const em = this.orm.em.fork();
+    const cutoff = new Date(Date.now() - this.staleAfterMs);
+    const reaped = await em.execute<{ id: string }[]>(
+      `update job_run set status = 'FAILED', finished_at = now(),
+         error = 'INTERRUPTED: the instance running it stopped before it finished'
+       where status in ('QUEUED', 'RUNNING') and (heartbeat_at is null or heartbeat_at < ?)
+       returning id`,
+      [cutoff],
+    );
+    if (reaped.length > 0)
+      this.logger.warn({ runs: reaped.map((row) => row.id) }, 'marked abandoned job runs as failed');
+    return reaped.length;
+  }
+
+  /** The runs this instance is executing now (for tests and shutdown). */
+  get activeRunIds(): string[] {
+    return [...this.active.keys()];
+  }
+
+  /** Waits until a run started here has finished. */
+  async waitFor(runId: string): Promise<void> {
+    await this.active.get(runId)?.done;
+  }
+
+  /**
+   * Shutdown: abort running jobs (they stop at their next safe point), wait up to the timeout, and
+   * mark what is still running as FAILED so no run stays RUNNING.
+   */
+  async stop(timeoutMs: number): Promise<void> {
+    this.stopping = true;
+    for (const run of this.active.values()) run.controller.abort();
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      Promise.allSettled([...this.active.values()].map((run) => run.done)),
+      new Promise((resolve) => {
+        timer = setTimeout(resolve, timeoutMs);
+      }),
+    ]);
+    clearTimeout(timer);
+    const unfinished = [...this.active.keys()];
+    if (unfinished.length > 0) {
+      await this.orm.em.fork().execute(
+        `update job_run set status = 'FAILED', finished_at = now(), error = 'INTERRUPTED: the server shut down'
+           where id in (${unfinished.map(() => '?').join(', ')}) and status = 'RUNNING'`,
+        unfinished,
+      );
+    }
+  }
+
+  private execute(run: JobRun, request: JobRequest): void {
+    const controller = new AbortController();
+    const counters = { processed: 0, succeeded: 0, failed: 0 };
+    let dirty = false;
+    const logger = this.logger.child({ jobRunId: run.id, job: request.jobKey });
+    const bump =
+      (key: keyof typeof counters) =>
+      (count = 1) => {
+        counters[key] += count;
+        dirty = true;
+      };
+    const flush = async (extra: Record<string, unknown> = {}) => {
+      dirty = false;
+      const fields = { ...counters, heartbeat_at: new Date(), ...extra };
+      const names = Object.keys(fields);
+      await this.orm.em
+        .fork()
+        .execute(`update job_run set ${names.map((name) => `${name} = ?`).join(', ')} where id = ?`, [
+          ...Object.values(fields),
+          run.id,
+        ]);
+    };
+    // Heartbeat and counters in one periodic write.
+    let lastBeat = Date.now();
+    const ticker = setInterval(() => {
+      if (!dirty && Date.now() - lastBeat < this.heartbeatMs) return;
+      lastBeat = Date.now();
+      flush().catch((error) => logger.warn({ err: error }, 'could not record job progress'));
+    }, this.counterFlushMs);
+    ticker.unref();
+
+    const started = performance.now();
+    const done = (async () => {
+      let status: 'SUCCEEDED' | 'FAILED' = 'SUCCEEDED';
+      let error: string | null = null;
+      try {
+        await request.handler({
+          runId: run.id,
+          type: request.type,
+          trigger: request.trigger,
+          strategyId: request.strategyId ?? null,
+          firedAt: request.firedAt ?? run.startedAt ?? new Date(),
+          signal: controller.signal,
+          progress: { processed: bump('processed'), succeeded: bump('succeeded'), failed: bump('failed') },
+          logger,
+        });
+        if (controller.signal.aborted) {
+          status = 'FAILED';
+          error = 'INTERRUPTED: the server shut down before the run finished';
+        }
+      } catch (caught) {
+        status = 'FAILED';
+        error = describeJobError(caught, logger);
+      } finally {
+        clearInterval(ticker);
+      }
+      try {
+        await flush({ status, error, finished_at: new Date() });
+      } catch (flushError) {
+        logger.error({ err: flushError }, 'could not record the end of a job run');
+      }
+      logger.info({ status, ...counters, error }, 'job run finished');
+      try {
+        this.onFinished?.(request.type, status, performance.now() - started);
+      } catch {
+        // Metrics must never change how a run ends.
+      }
+    })().finally(() => this.active.delete(run.id));
+    this.active.set(run.id, { controller, done });
+  }
+}
+
+/** `CODE: message` for domain errors (SPEC §9); unexpected errors keep their details in the log only. */
+function describeJobError(error: unknown, logger: Logger): string {
+  if (isDomainError(error)) {
+    return error.message.startsWith(`${error.code}:`) ? error.message : `${error.code}: ${error.message}`;
+  }
+  const errorId = randomUUID();
+  logger.error({ err: error, errorId }, 'job run failed unexpectedly');
+  return `INTERNAL_SERVER_ERROR: unexpected error (errorId ${errorId})`;
+}

@@ -1,0 +1,117 @@
+import type { EntityManager } from '../../db/orm.js';
+import { departmentsOnPaths, type Effective, needsPush, resolveEffective, type Subject } from './effective-rules.js';
+import type { StoredTargetType } from './permission.enums.js';
+import { type AuditEntry, insertAudits } from './permission-audit.store.js';
+import type { AnyKindSpec, KindSpec } from './permission-kinds.js';
+import {
+  type EffectiveWrite,
+  loadEffective,
+  loadSettings,
+  type StoredEffective,
+  upsertEffective,
+} from './permission-store.js';
+
+/** Why a recompute happened: the setting change or sync that caused it, for its audit rows. */
+export interface RecomputeCause {
+  operation: string;
+  targetType: StoredTargetType | null;
+  targetIdentifier: string | null;
+  actor: string | null;
+}
+
+/** A gateway call owed after the commit, with the audit row that will record its outcome. */
+export interface PushTask {
+  spec: AnyKindSpec;
+  key: string;
+  auditId: string;
+  /**
+   * Set for removed employees (whose effective record is gone): tell the gateway exactly this.
+   * Otherwise the pusher sends the effective value current at push time.
+   */
+  fixedValue?: string[] | boolean;
+}
+
+/** Subjects per round trip: bounds parameter sizes and memory for very large departments. */
+const CHUNK_SIZE = 500;
+
+/**
+ * Recomputes one kind for the subjects inside the caller's transaction (which holds the permissions
+ * lock): writes the effective values, one audit row per subject, and returns the pushes the rules of
+ * SPEC §6 call for. The pushes themselves happen after the commit (PermissionPusher).
+ */
+export async function recomputeKind<V>(
+  em: EntityManager,
+  spec: KindSpec<V>,
+  subjects: readonly Subject[],
+  cause: RecomputeCause,
+  now: Date,
+): Promise<PushTask[]> {
+  const unique = [...new Map(subjects.map((subject) => [subject.key, subject])).values()];
+  const tasks: PushTask[] = [];
+  for (let start = 0; start < unique.length; start += CHUNK_SIZE) {
+    tasks.push(...(await recomputeChunk(em, spec, unique.slice(start, start + CHUNK_SIZE), cause, now)));
+  }
+  return tasks;
+}
+
+async function recomputeChunk<V>(
+  em: EntityManager,
+  spec: KindSpec<V>,
+  subjects: readonly Subject[],
+  cause: RecomputeCause,
+  now: Date,
+): Promise<PushTask[]> {
+  const keys = subjects.map((subject) => subject.key);
+  const settings = await loadSettings(em, spec, keys, departmentsOnPaths(subjects));
+  const stored = await loadEffective(em, spec, keys);
+
+  const writes: EffectiveWrite<V>[] = [];
+  const audits: AuditEntry[] = [];
+  const pushKeys: (string | null)[] = [];
+  for (const subject of subjects) {
+    const effective = resolveEffective(subject, settings, (value) => spec.applies(value), spec.fallback);
+    const before = stored.get(subject.key) ?? null;
+    const changed = before === null || !sameEffective(spec, before, effective);
+    if (changed) writes.push({ key: subject.key, ...effective });
+    const push = needsPush(effective, before?.notified ?? null, (a, b) => spec.equals(a, b));
+    // A changed value is re-checked after the commit even when the rule says "no push" now: a push
+    // of the previous value may still be in flight, and "last told" is only final once it lands.
+    const recheck = before !== null && !spec.equals(before.value, effective.value);
+    pushKeys.push(push || recheck ? subject.key : null);
+    audits.push({
+      operation: spec.recomputeOperation,
+      targetType: 'user',
+      targetIdentifier: subject.key,
+      details: {
+        kind: spec.kind,
+        cause: { operation: cause.operation, targetType: cause.targetType, targetIdentifier: cause.targetIdentifier },
+        actor: cause.actor,
+        departmentPath: subject.departmentPath,
+        before: before && describe(before),
+        after: describe(effective),
+        changed,
+        lastNotified: before?.notified ?? null,
+        // null until the push after the commit reports; false = the rules call for no push.
+        gatewayNotified: push || recheck ? null : false,
+      },
+    });
+  }
+  await upsertEffective(em, spec, writes, now);
+  const auditIds = await insertAudits(em, audits, now);
+  return pushKeys.flatMap((key, index) =>
+    key === null ? [] : [{ spec: spec as AnyKindSpec, key, auditId: auditIds[index]! }],
+  );
+}
+
+function sameEffective<V>(spec: KindSpec<V>, before: StoredEffective<V>, after: Effective<V>): boolean {
+  return (
+    spec.equals(before.value, after.value) &&
+    before.source === after.source &&
+    before.sourceIdentifier === after.sourceIdentifier &&
+    before.settingId === after.settingId
+  );
+}
+
+function describe<V>(effective: { value: V; source: string; sourceIdentifier: string | null }) {
+  return { value: effective.value, source: effective.source, sourceIdentifier: effective.sourceIdentifier };
+}

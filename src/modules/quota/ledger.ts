@@ -1,0 +1,389 @@
+import { DriverException } from '@mikro-orm/core';
+import type { Clock } from '../../clock.js';
+import type { EntityManager } from '../../db/orm.js';
+import { badInput, DomainError, ErrorCode } from '../../errors.js';
+import type { Logger } from '../../logger.js';
+import { type Cents, centsToAmount, centsToDecimalString, decimalToCents } from '../../money.js';
+import type { GatewayClient } from '../gateway/gateway.client.js';
+import { isGatewayError } from '../gateway/gateway.errors.js';
+import { QuotaAuditRow } from './quota-audit.entity.js';
+
+/**
+ * The ledger core (SPEC §5, §8): every change to a user's batches goes through `withUserLedger`,
+ * which serialises the user's changes across instances and keeps the invariant
+ * gateway total = Σ VALID batches by writing the total absolutely, last, inside the transaction.
+ * Grants, vouchers, deductions and expiry are built on these few operations.
+ */
+
+export interface Batch {
+  id: string;
+  userId: string;
+  amount: Cents;
+  expiryDate: Date;
+  status: 'VALID' | 'EXPIRED';
+  createdAt: Date;
+}
+
+export interface AuditItemRecord {
+  amount: Cents;
+  expiryDate: Date;
+  status: 'SUCCESS' | 'FAILED' | 'EXPIRED';
+  failureReason?: string;
+  originalQuota?: Cents;
+  newQuota?: Cents;
+}
+
+export type AuditOperation = 'RECHARGE' | 'TRANSFER_IN' | 'TRANSFER_OUT' | 'EXPIRE' | 'DEDUCT';
+
+export interface AuditEntry {
+  operation: AuditOperation;
+  /** Signed: + RECHARGE/TRANSFER_IN, − TRANSFER_OUT/EXPIRE/DEDUCT. */
+  amount: Cents;
+  expiryDate: Date;
+  items: AuditItemRecord[];
+  voucherCode?: string;
+  relatedUser?: string;
+  strategyId?: string;
+  strategyName?: string;
+  reason?: string;
+  reference?: string;
+  actor?: string;
+}
+
+/** One user's ledger inside one transaction that holds the user's lock. */
+export interface UserLedger {
+  readonly em: EntityManager;
+  readonly userId: string;
+  /** VALID batches, expiry ascending, id ascending (row-locked). */
+  validBatches(): Promise<Batch[]>;
+  /** Adds to the user's VALID batch with this expiry, creating it if there is none. */
+  credit(expiryDate: Date, amount: Cents): Promise<Batch>;
+  /** Reduces a VALID batch, deleting it at 0; returns what is left. Never below 0. */
+  debit(batchId: string, amount: Cents): Promise<Cents>;
+  /** Marks a VALID batch EXPIRED (its amount stays as it was, for the record). */
+  expire(batchId: string): Promise<void>;
+  /** Writes the audit row of this change. */
+  audit(entry: AuditEntry): Promise<QuotaAuditRow>;
+  /** Σ VALID, in cents. */
+  validTotal(): Promise<Cents>;
+  /** gateway.setTotal(userId, Σ VALID): absolute, retried. Call it last, inside the transaction. */
+  pushTotal(): Promise<Cents>;
+}
+
+/**
+ * Told about every ledger change once its transaction has committed (a rolled-back change is never
+ * reported): one call per audit row, with the audit's signed amount. The metrics hook; must not throw.
+ */
+export interface LedgerObserver {
+  onLedgerChange(operation: AuditOperation, amount: Cents): void;
+}
+
+/** Operations that add quota (≥ 0; a TRANSFER_IN of a fully expired voucher is 0); the others take (≤ 0). */
+const POSITIVE_OPERATIONS: ReadonlySet<AuditOperation> = new Set(['RECHARGE', 'TRANSFER_IN']);
+
+const BATCH_COLUMNS = 'id, user_id, amount, expiry_date, status, create_time';
+
+export class Ledger {
+  constructor(
+    private readonly gateway: GatewayClient,
+    private readonly clock: Clock,
+    private readonly logger: Logger,
+    private readonly observer?: LedgerObserver,
+  ) {}
+
+  /**
+   * Runs `work` in a transaction that first takes a transaction-scoped advisory lock on the user
+   * (`pg_advisory_xact_lock(hashtextextended('quota-ledger:' || userId, 0))`). Batches may not exist
+   * yet, so row locks alone could not order a user's first two grants; the lock serialises every
+   * change of one user's ledger across instances, and so the gateway total written inside is always
+   * the latest Σ. A thrown error rolls everything back.
+   *
+   * Nested use (an `em` already in a transaction) makes a savepoint; the lock is re-entrant within the
+   * session and held until the outer transaction ends.
+   */
+  async withUserLedger<T>(em: EntityManager, userId: string, work: (ledger: UserLedger) => Promise<T>): Promise<T> {
+    if (typeof userId !== 'string' || userId === '') throw new Error('withUserLedger needs a user id');
+    let ledger: TransactionLedger | undefined;
+    try {
+      const result = await em.transactional(async (transaction) => {
+        await transaction.execute('select pg_advisory_xact_lock(hashtextextended(?, 0)) as locked', [
+          `quota-ledger:${userId}`,
+        ]);
+        ledger = new TransactionLedger(transaction, userId, this.gateway, this.clock);
+        return work(ledger);
+      });
+      // Nested use reports when its savepoint is released; no caller nests today.
+      if (ledger) this.reportCommitted(ledger.audited);
+      return result;
+    } catch (error) {
+      if (ledger?.gatewayMayBeAhead) await this.repairTotalAfterRollback(em, userId, error);
+      throw error;
+    }
+  }
+
+  private reportCommitted(changes: readonly Pick<AuditEntry, 'operation' | 'amount'>[]): void {
+    if (!this.observer) return;
+    for (const change of changes) {
+      try {
+        this.observer.onLedgerChange(change.operation, change.amount);
+      } catch {
+        // An observer cannot undo a committed change; it only loses its own count.
+      }
+    }
+  }
+
+  /**
+   * The gateway was told a total the database then did not commit (the work failed after the push,
+   * or the commit itself failed). Tell it the committed Σ again; if that fails too, quota sync
+   * (SYNC_QUOTAS) repairs it later.
+   */
+  private async repairTotalAfterRollback(em: EntityManager, userId: string, cause: unknown): Promise<void> {
+    try {
+      await this.withUserLedger(em, userId, (ledger) => ledger.pushTotal());
+      this.logger.warn(
+        { userId, err: cause },
+        'ledger change rolled back after the gateway total was set; total restored',
+      );
+    } catch (error) {
+      this.logger.error(
+        { userId, err: error, cause },
+        'ledger change rolled back after the gateway total was set, and restoring it failed: run SYNC_QUOTAS',
+      );
+    }
+  }
+}
+
+class TransactionLedger implements UserLedger {
+  /** True once a total was (or may have been) written that a rollback would contradict. */
+  gatewayMayBeAhead = false;
+  /** The audit rows written in this transaction, reported to the observer after the commit. */
+  readonly audited: Pick<AuditEntry, 'operation' | 'amount'>[] = [];
+
+  constructor(
+    readonly em: EntityManager,
+    readonly userId: string,
+    private readonly gateway: GatewayClient,
+    private readonly clock: Clock,
+  ) {}
+
+  async validBatches(): Promise<Batch[]> {
+    const rows = await this.em.execute<BatchRecord[]>(
+      `select ${BATCH_COLUMNS} from quota where user_id = ? and status = 'VALID' order by expiry_date asc, id asc for update`,
+      [this.userId],
+    );
+    return rows.map(toBatch);
+  }
+
+  async credit(expiryDate: Date, amount: Cents): Promise<Batch> {
+    assertPositiveCents(amount, 'credit');
+    const expiry = toWholeSecond(expiryDate);
+    const now = this.clock.now();
+    try {
+      const rows = await this.em.execute<BatchRecord[]>(
+        `insert into quota (user_id, amount, expiry_date, status, create_time, update_time)
+         values (?, ?, ?, 'VALID', ?, ?)
+         on conflict (user_id, expiry_date) where status = 'VALID'
+         do update set amount = quota.amount + excluded.amount, update_time = excluded.update_time
+         returning ${BATCH_COLUMNS}`,
+        [this.userId, centsToDecimalString(amount), expiry, now, now],
+      );
+      return toBatch(rows[0]!);
+    } catch (error) {
+      if (isNumericOverflow(error)) {
+        throw badInput(`the batch expiring ${expiry.toISOString()} cannot hold ${centsToAmount(amount)} more`);
+      }
+      throw error;
+    }
+  }
+
+  async debit(batchId: string, amount: Cents): Promise<Cents> {
+    assertPositiveCents(amount, 'debit');
+    const rows = await this.em.execute<{ amount: string }[]>(
+      `update quota set amount = amount - ?, update_time = ?
+       where id = ? and user_id = ? and status = 'VALID' and amount >= ?
+       returning amount`,
+      [centsToDecimalString(amount), this.clock.now(), batchId, this.userId, centsToDecimalString(amount)],
+    );
+    if (rows.length === 0) {
+      const exists = await this.em.execute(`select 1 from quota where id = ? and user_id = ? and status = 'VALID'`, [
+        batchId,
+        this.userId,
+      ]);
+      if (exists.length === 0) throw new DomainError(ErrorCode.QUOTA_NOT_FOUND, `no valid batch ${batchId}`);
+      throw new DomainError(ErrorCode.INSUFFICIENT_QUOTA, `batch ${batchId} holds less than ${centsToAmount(amount)}`);
+    }
+    const left = decimalToCents(rows[0]!.amount);
+    // An empty batch is removed, so a later grant with that expiry starts a fresh row (old system's rule).
+    if (left === 0) await this.em.execute('delete from quota where id = ?', [batchId]);
+    return left;
+  }
+
+  async expire(batchId: string): Promise<void> {
+    const rows = await this.em.execute(
+      `update quota set status = 'EXPIRED', update_time = ? where id = ? and user_id = ? and status = 'VALID' returning id`,
+      [this.clock.now(), batchId, this.userId],
+    );
+    if (rows.length === 0) throw new DomainError(ErrorCode.QUOTA_NOT_FOUND, `no valid batch ${batchId}`);
+  }
+
+  async audit(entry: AuditEntry): Promise<QuotaAuditRow> {
+    if (!Number.isSafeInteger(entry.amount)) throw new Error(`audit amount is not whole cents: ${entry.amount}`);
+    const positive = POSITIVE_OPERATIONS.has(entry.operation);
+    if (positive ? entry.amount < 0 : entry.amount > 0) {
+      throw new Error(`a ${entry.operation} audit cannot have amount ${entry.amount}`);
+    }
+    const rows = await this.em.execute<Record<string, unknown>[]>(
+      `insert into quota_audit (user_id, amount, operation, voucher_code, related_user, strategy_id, strategy_name,
+         expiry_date, details, reason, reference, actor, create_time)
+       values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+       returning *`,
+      [
+        this.userId,
+        centsToDecimalString(entry.amount),
+        entry.operation,
+        entry.voucherCode ?? null,
+        entry.relatedUser ?? null,
+        entry.strategyId ?? null,
+        entry.strategyName ?? null,
+        toWholeSecond(entry.expiryDate),
+        JSON.stringify(auditDetails(entry)),
+        entry.reason ?? null,
+        entry.reference ?? null,
+        entry.actor ?? null,
+        this.clock.now(),
+      ],
+    );
+    this.audited.push({ operation: entry.operation, amount: entry.amount });
+    return this.em.map(QuotaAuditRow, rows[0]!);
+  }
+
+  async validTotal(): Promise<Cents> {
+    const rows = await this.em.execute<{ total: string }[]>(
+      `select coalesce(sum(amount), 0)::text as total from quota where user_id = ? and status = 'VALID'`,
+      [this.userId],
+    );
+    return decimalToCents(rows[0]!.total);
+  }
+
+  async pushTotal(): Promise<Cents> {
+    const total = await this.validTotal();
+    try {
+      await this.gateway.setTotal(this.userId, total);
+    } catch (error) {
+      if (isGatewayError(error) && error.ambiguous) this.gatewayMayBeAhead = true;
+      throw error;
+    }
+    this.gatewayMayBeAhead = true;
+    return total;
+  }
+}
+
+/**
+ * Attributes the gateway's `used` to batches FIFO by earliest expiry (id as tie-break): the earliest
+ * batch is consumed first. Returns every batch with what was consumed of it and what is left.
+ * Consumption beyond Σ batches stays unattributed; a negative `used` counts as none.
+ */
+export function attributeUsageFifo(
+  batches: Batch[],
+  used: Cents,
+): { batch: Batch; consumed: Cents; available: Cents }[] {
+  let remaining = Math.max(0, used);
+  return [...batches].sort(compareFifo).map((batch) => {
+    const consumed = Math.min(batch.amount, remaining);
+    remaining -= consumed;
+    return { batch, consumed, available: batch.amount - consumed };
+  });
+}
+
+export function compareFifo(a: Batch, b: Batch): number {
+  const byExpiry = a.expiryDate.getTime() - b.expiryDate.getTime();
+  if (byExpiry !== 0) return byExpiry;
+  const left = BigInt(a.id);
+  const right = BigInt(b.id);
+  return left < right ? -1 : left > right ? 1 : 0;
+}
+
+/** The contract's AuditDetails, as stored in `quota_audit.details` (amounts as decimals, times ISO). */
+export interface StoredAuditDetails {
+  operation: AuditOperation;
+  summary: {
+    totalAmount: number;
+    totalItems: number;
+    successfulItems: number;
+    failedItems: number;
+    expiredItems: number;
+    earliestExpiryDate: string | null;
+  };
+  items: {
+    amount: number;
+    expiryDate: string;
+    status: AuditItemRecord['status'];
+    failureReason?: string;
+    originalQuota?: number;
+    newQuota?: number;
+  }[];
+}
+
+export function auditDetails(entry: AuditEntry): StoredAuditDetails {
+  const earliest = entry.items.reduce<Date | null>(
+    (min, item) => (min === null || item.expiryDate < min ? item.expiryDate : min),
+    null,
+  );
+  const count = (status: AuditItemRecord['status']) => entry.items.filter((item) => item.status === status).length;
+  return {
+    operation: entry.operation,
+    summary: {
+      // What the audit moved, unsigned: the amount column carries the direction.
+      totalAmount: centsToAmount(Math.abs(entry.amount)),
+      totalItems: entry.items.length,
+      successfulItems: count('SUCCESS'),
+      failedItems: count('FAILED'),
+      expiredItems: count('EXPIRED'),
+      earliestExpiryDate: earliest ? toWholeSecond(earliest).toISOString() : null,
+    },
+    items: entry.items.map((item) => ({
+      amount: centsToAmount(item.amount),
+      expiryDate: toWholeSecond(item.expiryDate).toISOString(),
+      status: item.status,
+      ...(item.failureReason !== undefined ? { failureReason: item.failureReason } : {}),
+      ...(item.originalQuota !== undefined ? { originalQuota: centsToAmount(item.originalQuota) } : {}),
+      ...(item.newQuota !== undefined ? { newQuota: centsToAmount(item.newQuota) } : {}),
+    })),
+  };
+}
+
+/** Instants are compared at second precision (contract): batches are keyed by whole seconds. */
+export function toWholeSecond(instant: Date): Date {
+  const time = instant.getTime();
+  if (!Number.isFinite(time)) throw badInput('not a valid date');
+  return new Date(Math.floor(time / 1000) * 1000);
+}
+
+interface BatchRecord {
+  id: string | number;
+  user_id: string;
+  amount: string;
+  expiry_date: Date | string;
+  status: 'VALID' | 'EXPIRED';
+  create_time: Date | string;
+}
+
+function toBatch(row: BatchRecord): Batch {
+  return {
+    id: String(row.id),
+    userId: row.user_id,
+    amount: decimalToCents(row.amount),
+    expiryDate: new Date(row.expiry_date),
+    status: row.status,
+    createdAt: new Date(row.create_time),
+  };
+}
+
+function assertPositiveCents(amount: Cents, what: string): void {
+  if (!Number.isSafeInteger(amount) || amount <= 0)
+    throw new Error(`${what} needs a positive whole number of cents, got ${amount}`);
+}
+
+function isNumericOverflow(error: unknown): boolean {
+  return error instanceof DriverException && (error as DriverException & { code?: string }).code === '22003';
+}

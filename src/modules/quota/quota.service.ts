@@ -1,0 +1,314 @@
+import { UniqueConstraintViolationException } from '@mikro-orm/core';
+import type { Clock } from '../../clock.js';
+import type { AppConfig } from '../../config.js';
+import type { EntityManager } from '../../db/orm.js';
+import { badInput, DomainError, ErrorCode } from '../../errors.js';
+import { type Connection, type PageArgs, paginate } from '../../graphql/pagination.js';
+import type { Logger } from '../../logger.js';
+import { type Cents, centsToAmount, decimalToCents, MAX_CENTS } from '../../money.js';
+import type { GatewayClient } from '../gateway/gateway.client.js';
+import { starredProjects } from '../users/auth-user.entity.js';
+import type { UserDirectory } from '../users/user-directory.js';
+import {
+  type AuditItemRecord,
+  type AuditOperation,
+  attributeUsageFifo,
+  type Batch,
+  type Ledger,
+  toWholeSecond,
+} from './ledger.js';
+import { MonthlyUsageRow } from './monthly-usage.entity.js';
+import { QuotaAuditRow } from './quota-audit.entity.js';
+import { QuotaBatchRow } from './quota-batch.entity.js';
+import {
+  optionalRange,
+  optionalReference,
+  requireDate,
+  requirePositiveAmount,
+  requireReason,
+  requireUserId,
+} from './quota-input.js';
+
+/** One grant: what a strategy (or any other source of new quota) adds to a user's ledger. */
+export interface QuotaGrant {
+  userId: string;
+  amount: Cents;
+  expiryDate: Date;
+  strategyId?: string;
+  strategyName?: string;
+  /** Who granted: `strategy:<id>`, an admin's id, `seed`, … (recorded in the audit). */
+  actor?: string;
+  reason?: string;
+}
+
+export interface GrantOptions {
+  /** Runs inside the grant's transaction before the gateway push (e.g. mark the execution COMPLETED). */
+  inTransaction?: (em: EntityManager) => Promise<void>;
+}
+
+export interface GrantResult {
+  batch: Batch;
+  audit: QuotaAuditRow;
+  /** The gateway total written: the user's new Σ VALID. */
+  total: Cents;
+}
+
+export interface QuotaAvailabilityView {
+  amount: Cents;
+  expiryDate: Date;
+}
+
+export interface UserQuotaView {
+  userId: string;
+  totalQuota: Cents;
+  usedQuota: Cents;
+  remainingQuota: Cents;
+  available: QuotaAvailabilityView[];
+  /** VALID batches; null when the caller did not ask for them. */
+  batches: Batch[] | null;
+  isStar: boolean | null;
+}
+
+/** deductQuota's input as the API gives it (validated here). */
+export interface DeductQuotaRequest {
+  userId: string;
+  amount: number;
+  reason: string;
+  reference?: string | null;
+}
+
+export interface AuditFilter {
+  operation?: AuditOperation | null;
+  from?: Date | null;
+  to?: Date | null;
+}
+
+/**
+ * The ledger's business operations (SPEC §5): grants, the quota view, deductions, audits and monthly
+ * usage. Every change runs through Ledger.withUserLedger; monthly expiry and quota sync live in
+ * quota-expiry.service.ts and quota-sync.service.ts.
+ */
+export class QuotaService {
+  constructor(
+    private readonly ledger: Ledger,
+    private readonly gateway: GatewayClient,
+    private readonly directory: UserDirectory,
+    private readonly config: Pick<AppConfig, 'githubStarRequiredRepo'>,
+    private readonly clock: Clock,
+    private readonly logger: Logger,
+  ) {}
+
+  /**
+   * Adds `amount` to the user's VALID batch with that expiry (one batch per user and expiry), writes
+   * a RECHARGE audit, runs `inTransaction`, and sets the gateway total to the new Σ VALID, all in one
+   * transaction: if the gateway fails, nothing stays and GATEWAY_UNAVAILABLE is thrown.
+   */
+  async grantQuota(em: EntityManager, grant: QuotaGrant, options: GrantOptions = {}): Promise<GrantResult> {
+    const userId = requireUserId(grant.userId);
+    if (!Number.isSafeInteger(grant.amount) || grant.amount <= 0 || grant.amount > MAX_CENTS) {
+      throw badInput(`a grant needs an amount greater than 0, got ${centsToAmount(grant.amount)}`);
+    }
+    const expiryDate = requireDate(grant.expiryDate, 'expiryDate');
+    if (expiryDate.getTime() <= this.clock.now().getTime()) {
+      throw badInput(`a grant cannot expire in the past (${expiryDate.toISOString()})`);
+    }
+    return this.ledger.withUserLedger(em, userId, async (ledger) => {
+      const batch = await ledger.credit(expiryDate, grant.amount);
+      const audit = await ledger.audit({
+        operation: 'RECHARGE',
+        amount: grant.amount,
+        expiryDate: batch.expiryDate,
+        items: [
+          {
+            amount: grant.amount,
+            expiryDate: batch.expiryDate,
+            status: 'SUCCESS',
+            originalQuota: batch.amount - grant.amount,
+            newQuota: batch.amount,
+          },
+        ],
+        strategyId: grant.strategyId,
+        strategyName: grant.strategyName,
+        actor: grant.actor,
+        reason: grant.reason,
+      });
+      await options.inTransaction?.(ledger.em);
+      const total = await ledger.pushTotal();
+      return { batch, audit, total };
+    });
+  }
+
+  /**
+   * myQuota / userQuota: the gateway's counters, the FIFO view of what is left per batch, and the
+   * batches themselves. A gateway failure answers GATEWAY_UNAVAILABLE.
+   */
+  async getUserQuota(
+    em: EntityManager,
+    userId: string,
+    options: { includeBatches: boolean } = { includeBatches: true },
+  ): Promise<UserQuotaView> {
+    requireUserId(userId);
+    const [total, used, batches, isStar] = await Promise.all([
+      this.gateway.getTotal(userId),
+      this.gateway.getUsed(userId),
+      this.readValidBatches(em, userId),
+      this.isStar(userId),
+    ]);
+    const available = attributeUsageFifo(batches, used)
+      .filter((entry) => entry.available > 0)
+      .map((entry) => ({ amount: entry.available, expiryDate: entry.batch.expiryDate }));
+    return {
+      userId,
+      totalQuota: total,
+      usedQuota: used,
+      remainingQuota: total - used,
+      available,
+      batches: options.includeBatches ? batches : null,
+      isStar,
+    };
+  }
+
+  /**
+   * deductQuota [admin]: takes the amount FIFO from what is available (after the gateway's used is
+   * attributed), reduces batches, writes a DEDUCT audit and sets the gateway total. A reference makes it
+   * idempotent: the same reference again returns the first audit; with another user or amount it is a
+   * CONFLICT. The partial unique index on DEDUCT references decides races.
+   */
+  async deductQuota(em: EntityManager, actor: string, input: DeductQuotaRequest): Promise<QuotaAuditRow> {
+    const userId = requireUserId(input.userId);
+    const amount = requirePositiveAmount(input.amount);
+    const reason = requireReason(input.reason);
+    const reference = optionalReference(input.reference);
+    if (reference !== undefined) {
+      const earlier = await this.findDeduction(em, reference);
+      if (earlier) return this.replayDeduction(earlier, userId, amount);
+    }
+    await this.directory.requireById(userId);
+    try {
+      return await this.ledger.withUserLedger(em, userId, async (ledger) => {
+        if (reference !== undefined) {
+          // A deduction with this reference for this user may have committed while we waited for the lock.
+          const earlier = await this.findDeduction(ledger.em, reference);
+          if (earlier) return this.replayDeduction(earlier, userId, amount);
+        }
+        const batches = await ledger.validBatches();
+        const used = await this.gateway.getUsed(userId);
+        const attribution = attributeUsageFifo(batches, used);
+        const availableTotal = attribution.reduce((sum, entry) => sum + entry.available, 0);
+        if (availableTotal < amount) {
+          throw new DomainError(
+            ErrorCode.INSUFFICIENT_QUOTA,
+            `user ${JSON.stringify(userId)} has ${centsToAmount(availableTotal)} available, cannot deduct ${centsToAmount(amount)}`,
+          );
+        }
+        let remaining = amount;
+        const items: AuditItemRecord[] = [];
+        for (const entry of attribution) {
+          if (remaining === 0) break;
+          const take = Math.min(entry.available, remaining);
+          if (take === 0) continue;
+          const left = await ledger.debit(entry.batch.id, take);
+          items.push({
+            amount: take,
+            expiryDate: entry.batch.expiryDate,
+            status: 'SUCCESS',
+            originalQuota: entry.batch.amount,
+            newQuota: left,
+          });
+          remaining -= take;
+        }
+        const audit = await ledger.audit({
+          operation: 'DEDUCT',
+          amount: -amount,
+          expiryDate: items[0]!.expiryDate,
+          items,
+          reason,
+          reference,
+          actor,
+        });
+        await ledger.pushTotal();
+        return audit;
+      });
+    } catch (error) {
+      // Another user's deduction took the reference first: the index refused ours, nothing changed.
+      if (reference !== undefined && error instanceof UniqueConstraintViolationException) {
+        const earlier = await this.findDeduction(em.fork(), reference);
+        if (earlier) return this.replayDeduction(earlier, userId, amount);
+      }
+      throw error;
+    }
+  }
+
+  /** A user's audits, newest first (id as tie-break), optionally by operation and an inclusive time range. */
+  async listAudits(
+    em: EntityManager,
+    userId: string,
+    filter: AuditFilter | null | undefined,
+    page: PageArgs,
+  ): Promise<Connection<QuotaAuditRow>> {
+    requireUserId(userId);
+    const range = optionalRange(filter?.from, filter?.to);
+    const where: Record<string, unknown> = { userId };
+    if (filter?.operation) where.operation = filter.operation;
+    if (range.from || range.to) {
+      // Instants are compared at second precision (contract): `to` includes its whole second.
+      where.createdAt = {
+        ...(range.from ? { $gte: toWholeSecond(range.from) } : {}),
+        ...(range.to ? { $lt: new Date(toWholeSecond(range.to).getTime() + 1000) } : {}),
+      };
+    }
+    return paginate(page, async ({ limit, offset }) => {
+      const [items, totalCount] = await em.findAndCount(QuotaAuditRow, where, {
+        orderBy: { createdAt: 'desc', id: 'desc' },
+        limit,
+        offset,
+      });
+      return { items, totalCount };
+    });
+  }
+
+  /** Recorded monthly usage of a user, newest month first. */
+  async monthlyUsage(em: EntityManager, userId: string): Promise<MonthlyUsageRow[]> {
+    requireUserId(userId);
+    return em.find(MonthlyUsageRow, { userId }, { orderBy: { yearMonth: 'desc', id: 'desc' } });
+  }
+
+  private async readValidBatches(em: EntityManager, userId: string): Promise<Batch[]> {
+    const rows = await em.find(
+      QuotaBatchRow,
+      { userId, status: 'VALID' },
+      { orderBy: { expiryDate: 'asc', id: 'asc' }, disableIdentityMap: true },
+    );
+    return rows.map((row) => ({
+      id: String(row.id),
+      userId: row.userId,
+      amount: decimalToCents(row.amount),
+      expiryDate: row.expiryDate,
+      status: row.status,
+      createdAt: row.createdAt,
+    }));
+  }
+
+  /** null unless GITHUB_STAR_REQUIRED_REPO is set; then whether one starred project equals it. */
+  private async isStar(userId: string): Promise<boolean | null> {
+    const required = this.config.githubStarRequiredRepo;
+    if (!required) return null;
+    const user = await this.directory.findById(userId);
+    return starredProjects(user?.githubStar).includes(required);
+  }
+
+  private findDeduction(em: EntityManager, reference: string): Promise<QuotaAuditRow | null> {
+    return em.findOne(QuotaAuditRow, { operation: 'DEDUCT', reference }, { disableIdentityMap: true });
+  }
+
+  private replayDeduction(earlier: QuotaAuditRow, userId: string, amount: Cents): QuotaAuditRow {
+    if (earlier.userId !== userId || decimalToCents(earlier.amount) !== -amount) {
+      throw new DomainError(
+        ErrorCode.CONFLICT,
+        `reference ${JSON.stringify(earlier.reference)} was already used for another deduction`,
+      );
+    }
+    this.logger.info({ userId, reference: earlier.reference, auditId: earlier.id }, 'deduction replayed');
+    return earlier;
+  }
+}

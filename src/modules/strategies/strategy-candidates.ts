@@ -1,0 +1,198 @@
+import type { MikroORM } from '@mikro-orm/postgresql';
+import type { EntityManager } from '../../db/orm.js';
+import { splitDepartmentPath } from '../employees/employee-department.entity.js';
+import type { UserDirectory } from '../users/user-directory.js';
+import {
+  type ConditionAst,
+  type ConditionSql,
+  type ConditionUser,
+  conditionFromClause,
+  conditionToSql,
+  type SqlParam,
+} from './condition/index.js';
+
+/**
+ * The users a run of one strategy should look at (SPEC §3 "scans must be fast", §4): the condition's
+ * SQL translation filters in the database, and so do the strategy's exactly-once rules — users
+ * already granted by this single strategy, already at `maxExecPerUser` completed grants, or already
+ * executed in this fire are never read. Users come in keyset-paged chunks (by id), so memory stays
+ * flat whatever the size of the directory.
+ *
+ * Each candidate says whether SQL has decided the condition for it (`decided`); the others (those
+ * whose answer hangs on `quota-le`, or on `belong-to` when the directory lives in another database)
+ * go to the evaluator, and only they cost a gateway look-up.
+ */
+
+export interface CandidateUser extends ConditionUser {
+  /** Known when the query joined the HR mirror: the path (null = no employee record). */
+  departmentPath?: string[] | null;
+}
+
+export interface Candidate {
+  user: CandidateUser;
+  /** true: the condition holds (SQL decided); false: it may hold, the evaluator decides. */
+  decided: boolean;
+}
+
+/** Which executions keep a user out of this run. */
+export interface ExecutionFilter {
+  strategyId: string;
+  single: boolean;
+  /** Periodic only; 0 = unlimited. */
+  maxExecPerUser: number;
+  fireKey: string;
+}
+
+interface UserRow {
+  id: string;
+  created_at: Date | null;
+  access_time: Date | null;
+  vip: number | null;
+  github_star: string | null;
+  company: string | null;
+  employee_number: string | null;
+  has_employee?: boolean | null;
+  dept_path?: string | null;
+  decided: boolean;
+}
+
+export const DEFAULT_CANDIDATE_CHUNK = 500;
+
+const USER_COLUMNS = 'u.id, u.created_at, u.access_time, u.vip, u.github_star, u.company, u.employee_number';
+
+function toCandidate(row: UserRow, joined: boolean): Candidate {
+  const user: CandidateUser = {
+    id: row.id,
+    createdAt: row.created_at,
+    accessTime: row.access_time,
+    vip: row.vip,
+    githubStar: row.github_star,
+    company: row.company,
+    employeeNumber: row.employee_number,
+  };
+  if (joined) user.departmentPath = row.has_employee ? splitDepartmentPath(row.dept_path) : null;
+  return { user, decided: row.decided };
+}
+
+export class CandidateSource {
+  constructor(
+    private readonly orm: MikroORM,
+    private readonly directory: UserDirectory,
+    private readonly syncEnabled: boolean,
+  ) {}
+
+  /** The SQL translation for where the users live (joins the HR mirror only in the main database). */
+  translate(ast: ConditionAst): ConditionSql {
+    return conditionToSql(ast, { syncEnabled: this.syncEnabled, departmentsInSql: this.directory.sharesMainDatabase });
+  }
+
+  /** Candidates of one strategy run, chunk by chunk. */
+  async *chunks(
+    ast: ConditionAst,
+    filter: ExecutionFilter,
+    chunkSize = DEFAULT_CANDIDATE_CHUNK,
+  ): AsyncGenerator<Candidate[]> {
+    const translation = this.translate(ast);
+    let after = '';
+    for (;;) {
+      const chunk = this.directory.sharesMainDatabase
+        ? await this.sharedChunk(translation, filter, after, chunkSize)
+        : await this.separateChunk(translation, filter, after, chunkSize);
+      if (chunk.rows === 0) return;
+      after = chunk.lastId;
+      if (chunk.candidates.length > 0) yield chunk.candidates;
+      if (chunk.rows < chunkSize) return;
+    }
+  }
+
+  /** One query: the condition and the execution rules together, over the main database. */
+  private async sharedChunk(
+    translation: ConditionSql,
+    filter: ExecutionFilter,
+    after: string,
+    limit: number,
+  ): Promise<{ candidates: Candidate[]; rows: number; lastId: string }> {
+    const joined = translation.needsEmployeeJoin;
+    const params: SqlParam[] = [];
+    const decided = translation.needsEvaluation ? translation.definitelyTrue : { sql: 'true', params: [] };
+    params.push(...decided.params);
+    const employeeColumns = joined
+      ? ', e.employee_number is not null as has_employee, e.dept_full_level_names as dept_path'
+      : '';
+    params.push(after, ...translation.possiblyTrue.params);
+    const exclusion = this.exclusionSql(filter, params);
+    params.push(limit);
+    const rows = await this.orm.em.fork().execute<UserRow[]>(
+      `select ${USER_COLUMNS}${employeeColumns}, (${decided.sql}) as decided
+       from ${conditionFromClause(joined)}
+       where u.id > ? and (${translation.possiblyTrue.sql}) ${exclusion}
+       order by u.id
+       limit ?`,
+      params,
+    );
+    // Excluded users are not returned, so a short chunk does not mean the end: keyset on what came back.
+    return {
+      candidates: rows.map((row) => toCandidate(row, joined)),
+      rows: rows.length,
+      lastId: rows.at(-1)?.id ?? after,
+    };
+  }
+
+  private exclusionSql(filter: ExecutionFilter, params: SqlParam[]): string {
+    params.push(filter.strategyId, filter.fireKey);
+    let sql = `and not exists (select 1 from quota_execute x where x.strategy_id = ? and x.user_id = u.id and (x.fire_key = ?${
+      filter.single ? ` or (x.single and x.status in ('processing', 'completed'))` : ''
+    }))`;
+    if (!filter.single && filter.maxExecPerUser > 0) {
+      params.push(filter.strategyId, filter.maxExecPerUser);
+      sql += ` and (select count(*) from quota_execute c where c.strategy_id = ? and c.user_id = u.id and c.status = 'completed') < ?`;
+    }
+    return sql;
+  }
+
+  /**
+   * The directory in its own database: the condition there, the execution rules here, per chunk.
+   * The page may then be all excluded users; the loop goes on from its last id.
+   */
+  private async separateChunk(
+    translation: ConditionSql,
+    filter: ExecutionFilter,
+    after: string,
+    limit: number,
+  ): Promise<{ candidates: Candidate[]; rows: number; lastId: string }> {
+    const decided = translation.needsEvaluation ? translation.definitelyTrue : { sql: 'true', params: [] };
+    const rows = await this.directory.em().execute<UserRow[]>(
+      `select ${USER_COLUMNS}, (${decided.sql}) as decided from auth_users u
+         where u.id > ? and (${translation.possiblyTrue.sql}) order by u.id limit ?`,
+      [...decided.params, after, ...translation.possiblyTrue.params, limit],
+    );
+    if (rows.length === 0) return { candidates: [], rows: 0, lastId: after };
+    const excluded = await excludedUsers(
+      this.orm.em.fork(),
+      filter,
+      rows.map((row) => row.id),
+    );
+    return {
+      candidates: rows.filter((row) => !excluded.has(row.id)).map((row) => toCandidate(row, false)),
+      rows: rows.length,
+      lastId: rows.at(-1)!.id,
+    };
+  }
+}
+
+/** The users among `userIds` that the execution rules keep out of this run. */
+async function excludedUsers(em: EntityManager, filter: ExecutionFilter, userIds: string[]): Promise<Set<string>> {
+  const ids = JSON.stringify(userIds);
+  const params: SqlParam[] = [filter.strategyId, ids, filter.fireKey];
+  let sql = `select user_id from quota_execute
+     where strategy_id = ? and user_id in (select jsonb_array_elements_text(?::jsonb))
+       and (fire_key = ?${filter.single ? ` or (single and status in ('processing', 'completed'))` : ''})`;
+  if (!filter.single && filter.maxExecPerUser > 0) {
+    sql += ` union select user_id from quota_execute
+       where strategy_id = ? and user_id in (select jsonb_array_elements_text(?::jsonb)) and status = 'completed'
+       group by user_id having count(*) >= ?`;
+    params.push(filter.strategyId, ids, filter.maxExecPerUser);
+  }
+  const rows = await em.execute<{ user_id: string }[]>(sql, params);
+  return new Set(rows.map((row) => row.user_id));
+}

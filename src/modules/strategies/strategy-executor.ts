@@ -1,0 +1,310 @@
+import type { MikroORM } from '@mikro-orm/postgresql';
+import { batchNumber, type Clock } from '../../clock.js';
+import type { DefaultExpiryRule } from '../../config.js';
+import type { EntityManager } from '../../db/orm.js';
+import { DomainError, ErrorCode, isDomainError } from '../../errors.js';
+import type { Logger } from '../../logger.js';
+import { type Cents, centsToDecimalString, decimalToCents } from '../../money.js';
+import type { EmployeeDirectory } from '../employees/employee-directory.js';
+import type { GatewayClient } from '../gateway/gateway.client.js';
+import type { JobExecution } from '../jobs/job-runner.js';
+import type { QuotaService } from '../quota/quota.service.js';
+import { type ConditionAst, evaluateCondition, parseCondition } from './condition/index.js';
+import { conditionContext } from './condition-context.js';
+import type { QuotaStrategy } from './strategy.entity.js';
+import { type Candidate, type CandidateSource, DEFAULT_CANDIDATE_CHUNK } from './strategy-candidates.js';
+import { grantExpiry } from './strategy-rules.js';
+
+/**
+ * Executes one strategy in one run (SPEC §4). Per granted user:
+ * 1. claim: insert the execution as `processing` (`on conflict do nothing`); the unique indexes of the
+ *    strategies migration let exactly one run claim a user for a single strategy or for a fire;
+ *    losing the claim means another run has the user, and this one skips them;
+ * 2. grant: QuotaService.grantQuota, whose transaction also marks the execution COMPLETED (only if it
+ *    is still this run's claim, and, for periodic strategies, only below `maxExecPerUser` — checked
+ *    under the user's ledger lock, so two fires cannot both pass it);
+ * 3. on failure: the grant rolled back; the execution is marked FAILED with the error, and the next
+ *    run tries the user again.
+ */
+
+export interface StrategyExecutorOptions {
+  /** Users granted at the same time within a run. */
+  concurrency?: number;
+  chunkSize?: number;
+}
+
+export interface StrategyRunSummary {
+  candidates: number;
+  granted: number;
+  failed: number;
+  /** false when the run stopped early (shutdown, or the strategy was disabled or deleted meanwhile). */
+  finished: boolean;
+}
+
+/** The grant refused because the execution is no longer this run's claim (marked stale meanwhile). */
+class ClaimLost extends Error {}
+/** The grant refused because the user reached maxExecPerUser meanwhile (another fire granted them). */
+class LimitReached extends Error {}
+
+type Grants = Pick<QuotaService, 'grantQuota'>;
+
+export class StrategyExecutor {
+  private readonly concurrency: number;
+  private readonly chunkSize: number;
+
+  constructor(
+    private readonly orm: MikroORM,
+    private readonly candidates: CandidateSource,
+    private readonly grants: () => Grants,
+    private readonly gateway: GatewayClient,
+    private readonly employees: EmployeeDirectory,
+    private readonly settings: { timeZone: string; defaultExpiry: DefaultExpiryRule },
+    private readonly clock: Clock,
+    options: StrategyExecutorOptions = {},
+  ) {
+    this.concurrency = options.concurrency ?? 8;
+    this.chunkSize = options.chunkSize ?? DEFAULT_CANDIDATE_CHUNK;
+  }
+
+  /** The fire this run is: the scheduled instant of a scheduled run, the run itself otherwise. */
+  static fireKeyOf(execution: Pick<JobExecution, 'trigger' | 'firedAt' | 'runId'>): string {
+    return execution.trigger === 'SCHEDULE' ? `at:${execution.firedAt.toISOString()}` : `run:${execution.runId}`;
+  }
+
+  async execute(strategy: QuotaStrategy, execution: JobExecution): Promise<StrategyRunSummary> {
+    const logger = execution.logger.child({ strategyId: strategy.id, strategy: strategy.name });
+    const parsed = parseCondition(strategy.condition, this.settings.timeZone);
+    if (!parsed.ok) {
+      // Only data written around the API (or by the old system) can get here.
+      throw invalidStoredCondition(strategy, parsed.error.message);
+    }
+    const now = this.clock.now();
+    const single = strategy.type === 'single';
+    const run: RunState = {
+      strategy,
+      single,
+      amount: decimalToCents(strategy.amount),
+      fireKey: StrategyExecutor.fireKeyOf(execution),
+      batch: batchNumber(execution.trigger === 'SCHEDULE' ? execution.firedAt : now, this.settings.timeZone),
+      expiryDate: grantExpiry(now, this.settings.timeZone, strategy.validityDays ?? null, this.settings.defaultExpiry),
+      execution,
+      logger,
+      summary: { candidates: 0, granted: 0, failed: 0, finished: false },
+    };
+    await this.releaseStaleClaims(strategy.id);
+
+    const chunks = this.candidates.chunks(
+      parsed.ast,
+      { strategyId: strategy.id, single, maxExecPerUser: strategy.maxExecPerUser, fireKey: run.fireKey },
+      this.chunkSize,
+    );
+    for await (const chunk of chunks) {
+      if (execution.signal.aborted || !(await this.stillEnabled(strategy.id))) return run.summary;
+      run.summary.candidates += chunk.length;
+      const matched = await this.decide(parsed.ast, chunk, run);
+      const claimed = await this.claim(matched, run);
+      if (claimed === null) return run.summary; // the strategy was deleted meanwhile
+      await this.grantAll(claimed, run);
+    }
+    run.summary.finished = !execution.signal.aborted;
+    logger.info(run.summary, 'strategy run finished');
+    return run.summary;
+  }
+
+  /** Candidates SQL decided, plus the undecided ones the evaluator (with the gateway) finds true. */
+  private async decide(ast: ConditionAst, chunk: Candidate[], run: RunState): Promise<string[]> {
+    const matched = chunk.filter((candidate) => candidate.decided).map((candidate) => candidate.user.id);
+    const undecided = chunk.filter((candidate) => !candidate.decided);
+    run.execution.progress.processed(chunk.length - undecided.length);
+    if (undecided.length === 0) return matched;
+    const context = conditionContext(this.orm, this.employees, this.gateway);
+    await forEachConcurrently(undecided, this.concurrency, async ({ user }) => {
+      if (run.execution.signal.aborted) return;
+      const outcome = await evaluateCondition(ast, user, context);
+      run.execution.progress.processed();
+      if (!outcome.ok) {
+        // SPEC §3: skip the user in this run, count them as failed; the next run tries again.
+        run.summary.failed += 1;
+        run.execution.progress.failed();
+        run.logger.warn({ userId: user.id, err: outcome.error }, 'could not evaluate the condition for a user');
+      } else if (outcome.matches) {
+        matched.push(user.id);
+      }
+    });
+    return matched;
+  }
+
+  /**
+   * Claims the users for this run in one statement. Returns the claimed users with their execution
+   * ids (the others are another run's), or null when the strategy no longer exists.
+   */
+  private async claim(userIds: string[], run: RunState): Promise<{ userId: string; executionId: string }[] | null> {
+    if (userIds.length === 0) return [];
+    const now = this.clock.now();
+    try {
+      const rows = await this.orm.em.fork().execute<{ id: string | number; user_id: string }[]>(
+        `insert into quota_execute (strategy_id, user_id, batch_number, status, expiry_date, amount, fire_key,
+           job_run_id, single, create_time, update_time)
+         select ?, claimed.user_id, ?, 'processing', ?, ?, ?, ?, ?, ?, ?
+         from jsonb_array_elements_text(?::jsonb) as claimed(user_id)
+         on conflict do nothing
+         returning id, user_id`,
+        [
+          run.strategy.id,
+          run.batch,
+          run.expiryDate,
+          centsToDecimalString(run.amount),
+          run.fireKey,
+          run.execution.runId,
+          run.single,
+          now,
+          now,
+          JSON.stringify(userIds),
+        ],
+      );
+      return rows.map((row) => ({ userId: row.user_id, executionId: String(row.id) }));
+    } catch (error) {
+      // 23503: the foreign key — the strategy was deleted while this run was going.
+      if ((error as { code?: string }).code === '23503') return null;
+      throw error;
+    }
+  }
+
+  private async grantAll(claimed: { userId: string; executionId: string }[], run: RunState): Promise<void> {
+    const pending = new Set(claimed.map((claim) => claim.executionId));
+    await forEachConcurrently(claimed, this.concurrency, async (claim) => {
+      // Shutdown: stop between users; the claims not yet granted are released below.
+      if (run.execution.signal.aborted) return;
+      pending.delete(claim.executionId);
+      await this.grantOne(claim.userId, claim.executionId, run);
+    });
+    if (pending.size > 0) await this.releaseClaims([...pending]);
+  }
+
+  private async grantOne(userId: string, executionId: string, run: RunState): Promise<void> {
+    const { strategy } = run;
+    try {
+      await this.grants().grantQuota(
+        this.orm.em.fork(),
+        {
+          userId,
+          amount: run.amount,
+          expiryDate: run.expiryDate,
+          strategyId: strategy.id,
+          strategyName: strategy.name,
+          actor: `strategy:${strategy.id}`,
+        },
+        { inTransaction: (em) => this.complete(em, executionId, userId, run) },
+      );
+      run.summary.granted += 1;
+      run.execution.progress.succeeded();
+    } catch (error) {
+      if (error instanceof LimitReached) {
+        await this.releaseClaims([executionId]);
+        return;
+      }
+      if (error instanceof ClaimLost) return;
+      run.summary.failed += 1;
+      run.execution.progress.failed();
+      const reason = describeGrantError(error);
+      run.logger.warn({ userId, err: error }, 'grant failed; the user is tried again next run');
+      await this.orm.em
+        .fork()
+        .execute(
+          `update quota_execute set status = 'failed', error = ?, update_time = ? where id = ? and status = 'processing'`,
+          [reason, this.clock.now(), executionId],
+        )
+        .catch((markError) => run.logger.error({ err: markError, executionId }, 'could not mark an execution FAILED'));
+    }
+  }
+
+  /** Inside the grant's transaction, under the user's ledger lock: the last word on exactly-once. */
+  private async complete(em: EntityManager, executionId: string, userId: string, run: RunState): Promise<void> {
+    if (!run.single && run.strategy.maxExecPerUser > 0) {
+      const rows = await em.execute<{ done: string | number }[]>(
+        `select count(*) as done from quota_execute where strategy_id = ? and user_id = ? and status = 'completed'`,
+        [run.strategy.id, userId],
+      );
+      if (Number(rows[0]?.done ?? 0) >= run.strategy.maxExecPerUser) throw new LimitReached();
+    }
+    const updated = await em.execute(
+      `update quota_execute set status = 'completed', error = null, update_time = ? where id = ? and status = 'processing' returning id`,
+      [this.clock.now(), executionId],
+    );
+    if (updated.length === 0) throw new ClaimLost();
+  }
+
+  /** Claims this run will not grant (shutdown, limit reached): gone, as if never claimed. */
+  private async releaseClaims(executionIds: string[]): Promise<void> {
+    await this.orm.em
+      .fork()
+      .execute(
+        `delete from quota_execute where status = 'processing' and id in (select jsonb_array_elements_text(?::jsonb)::bigint)`,
+        [JSON.stringify(executionIds)],
+      );
+  }
+
+  /**
+   * Claims left `processing` by a run that is over (its instance died between claim and grant) would
+   * block single strategies for ever: mark them FAILED so they are tried again. A grant still in flight
+   * for such a claim cannot complete afterwards (it completes only a `processing` row).
+   */
+  private async releaseStaleClaims(strategyId: string): Promise<void> {
+    await this.orm.em.fork().execute(
+      `update quota_execute x set status = 'failed', update_time = ?,
+         error = 'INTERRUPTED: the run that claimed this user ended before granting'
+       where x.strategy_id = ? and x.status = 'processing'
+         and not exists (select 1 from job_run r where r.id = x.job_run_id and r.status in ('QUEUED', 'RUNNING'))`,
+      [this.clock.now(), strategyId],
+    );
+  }
+
+  private async stillEnabled(strategyId: string): Promise<boolean> {
+    const rows = await this.orm.em
+      .fork()
+      .execute<{ status: boolean }[]>('select status from quota_strategy where id = ?', [strategyId]);
+    return rows[0]?.status === true;
+  }
+}
+
+interface RunState {
+  strategy: QuotaStrategy;
+  single: boolean;
+  amount: Cents;
+  fireKey: string;
+  batch: string;
+  expiryDate: Date;
+  execution: JobExecution;
+  logger: Logger;
+  summary: StrategyRunSummary;
+}
+
+/** A stored condition that no longer parses (written around the API): the run of that strategy fails. */
+function invalidStoredCondition(strategy: QuotaStrategy, problem: string): DomainError {
+  return new DomainError(
+    ErrorCode.INVALID_CONDITION,
+    `strategy ${JSON.stringify(strategy.name)} (${strategy.id}) has an invalid condition: ${problem}`,
+  );
+}
+
+/** `CODE: message` for the execution's error column; no internals for unexpected errors. */
+function describeGrantError(error: unknown): string {
+  if (isDomainError(error)) return `${error.code}: ${error.message}`;
+  return 'INTERNAL_SERVER_ERROR: unexpected error while granting (see the server log)';
+}
+
+/** Runs `work` over the items with at most `limit` at a time. */
+export async function forEachConcurrently<T>(
+  items: T[],
+  limit: number,
+  work: (item: T) => Promise<void>,
+): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const item = items[next++]!;
+      await work(item);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+}

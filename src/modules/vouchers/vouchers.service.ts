@@ -1,0 +1,327 @@
+import type { Clock } from '../../clock.js';
+import type { EntityManager } from '../../db/orm.js';
+import { DomainError, ErrorCode } from '../../errors.js';
+import type { Logger } from '../../logger.js';
+import { type Cents, centsToAmount } from '../../money.js';
+import type { Viewer } from '../auth/token-verifier.js';
+import type { EmployeeDirectory } from '../employees/employee-directory.js';
+import type { GatewayClient } from '../gateway/gateway.client.js';
+import { type AuditItemRecord, attributeUsageFifo, type Batch, type Ledger, toWholeSecond } from '../quota/ledger.js';
+import { starredProjects } from '../users/auth-user.entity.js';
+import type { UserDirectory } from '../users/user-directory.js';
+import {
+  alreadyRedeemed,
+  describeRedemption,
+  outcomeBase,
+  storeOutcome,
+  type TransferInItemView,
+  type TransferInOutcome,
+} from './transfer-in-result.js';
+import { readTransferOut, type TransferLine, type TransferOutRequest } from './transfer-input.js';
+import type { VoucherCodec, VoucherItem, VoucherPayload } from './voucher-codec.js';
+
+/** Who gives: the token's user and its display claims (SPEC §1). */
+export type VoucherGiver = Pick<Viewer, 'userId' | 'name' | 'phone' | 'github'>;
+
+export interface TransferOutOutcome {
+  voucherCode: string;
+  receiverId: string;
+  totalAmount: Cents;
+  items: VoucherItem[];
+}
+
+export interface VoucherInfoView {
+  valid: boolean;
+  giverId: string | null;
+  receiverId: string | null;
+  items: VoucherItem[];
+  issuedAt: Date | null;
+  redeemed: boolean;
+  redeemedAt: Date | null;
+}
+
+interface RedemptionRow {
+  create_time: Date | string;
+  result: string | null;
+}
+
+/** How far back an issue timestamp may move to keep two identical transfers' codes apart. */
+const MAX_TIMESTAMP_STEPS = 600;
+/** How much earlier than a voucher's timestamp its audit row may be stamped (clock skew allowance). */
+const CODE_SCAN_MARGIN_SECONDS = 3600;
+
+/**
+ * Transfers between users through signed vouchers (SPEC §5): transferOut takes quota from the giver's
+ * batches and returns a voucher; transferIn redeems it once into the receiver's batches. Each side is
+ * one transaction under that user's ledger lock, and both end by writing the user's gateway total
+ * absolutely (SPEC §8), so a failure anywhere leaves the ledger and the gateway as they were.
+ */
+export class VouchersService {
+  constructor(
+    private readonly ledger: Ledger,
+    private readonly gateway: GatewayClient,
+    private readonly directory: UserDirectory,
+    private readonly employees: EmployeeDirectory,
+    private readonly codec: VoucherCodec,
+    private readonly clock: Clock,
+    private readonly logger: Logger,
+  ) {}
+
+  /**
+   * Checks in the spec's order — the input (BAD_USER_INPUT), the receiver (USER_NOT_FOUND), a VALID
+   * batch per expiry (QUOTA_NOT_FOUND), what FIFO leaves in it (INSUFFICIENT_QUOTA) — then debits the
+   * batches, writes the TRANSFER_OUT audit, sets the giver's gateway total and returns the voucher.
+   */
+  async transferOut(em: EntityManager, giver: VoucherGiver, request: TransferOutRequest): Promise<TransferOutOutcome> {
+    const lines = readTransferOut(request, giver.userId, this.clock);
+    const receiverId = request.receiverId;
+    const [receiverRecord, giverRecord] = await Promise.all([
+      this.directory.findById(receiverId),
+      this.directory.findById(giver.userId),
+    ]);
+    if (!receiverRecord) {
+      throw new DomainError(
+        ErrorCode.USER_NOT_FOUND,
+        `Receiver ${JSON.stringify(receiverId)} is not in the user directory.`,
+      );
+    }
+    const giverGithubStar = starredProjects(giverRecord?.githubStar).join(',');
+
+    return this.ledger.withUserLedger(em, giver.userId, async (ledger) => {
+      const batches = await ledger.validBatches();
+      const sources = lines.map((line) => ({ line, batch: batchFor(batches, line) }));
+      // Read inside the lock: what FIFO leaves must not change between the check and the debit.
+      const used = await this.gateway.getUsed(giver.userId);
+      const available = new Map(attributeUsageFifo(batches, used).map((entry) => [entry.batch.id, entry.available]));
+      for (const { line, batch } of sources) {
+        const left = available.get(batch.id) ?? 0;
+        if (line.amount > left) {
+          throw new DomainError(
+            ErrorCode.INSUFFICIENT_QUOTA,
+            `The batch expiring ${batch.expiryDate.toISOString()} has ${centsToAmount(left)} available, ` +
+              `cannot transfer ${centsToAmount(line.amount)}.`,
+          );
+        }
+      }
+
+      const auditItems: AuditItemRecord[] = [];
+      for (const { line, batch } of sources) {
+        const newQuota = await ledger.debit(batch.id, line.amount);
+        auditItems.push({
+          amount: line.amount,
+          expiryDate: batch.expiryDate,
+          status: 'SUCCESS',
+          originalQuota: batch.amount,
+          newQuota,
+        });
+      }
+      const items = sources.map(({ line, batch }) => ({ amount: line.amount, expiryDate: batch.expiryDate }));
+      const totalAmount = items.reduce((sum, item) => sum + item.amount, 0);
+      const payload: VoucherPayload = {
+        giverId: giver.userId,
+        giverName: giver.name ?? '',
+        giverPhone: giver.phone ?? '',
+        giverGithub: giver.github ?? '',
+        giverGithubStar,
+        receiverId,
+        items,
+        timestamp: Math.floor(this.clock.now().getTime() / 1000),
+      };
+      const voucherCode = await this.issueDistinctCode(ledger.em, payload);
+      await ledger.audit({
+        operation: 'TRANSFER_OUT',
+        amount: -totalAmount,
+        expiryDate: items[0]!.expiryDate,
+        items: auditItems,
+        voucherCode,
+        relatedUser: receiverId,
+        actor: giver.userId,
+      });
+      await ledger.pushTotal();
+      return { voucherCode, receiverId, totalAmount, items };
+    });
+  }
+
+  /**
+   * Redeems a voucher for the token's user. The redemption row is inserted first; the unique index on
+   * the code decides between concurrent redemptions, and every loser answers ALREADY_REDEEMED with the
+   * original outcome. A gateway failure rolls back the redemption with everything else.
+   */
+  async transferIn(em: EntityManager, receiverId: string, code: string): Promise<TransferInOutcome> {
+    const now = this.clock.now();
+    const payload = this.codec.decode(code, now);
+    if (payload.receiverId !== receiverId) {
+      throw new DomainError(ErrorCode.VOUCHER_NOT_FOR_USER, 'This voucher was issued to another user.');
+    }
+
+    // A courtesy for repeated calls: a committed redemption answers without taking the ledger lock.
+    const committed = await findRedemption(em, code);
+    if (committed) return alreadyRedeemed(code, payload, new Date(committed.create_time), committed.result);
+
+    const outcome = await this.ledger.withUserLedger(em, receiverId, async (ledger) => {
+      const inserted = await ledger.em.execute<{ id: string }[]>(
+        `insert into voucher_redemption (voucher_code, receiver_id, create_time) values (?, ?, ?)
+         on conflict do nothing returning id`,
+        [code, receiverId, now],
+      );
+      if (inserted.length === 0) {
+        const earlier = await findRedemption(ledger.em, code);
+        if (!earlier) throw new Error('voucher redemption conflicted with a row that cannot be found');
+        return alreadyRedeemed(code, payload, new Date(earlier.create_time), earlier.result);
+      }
+
+      const items: TransferInItemView[] = [];
+      const auditItems: AuditItemRecord[] = [];
+      for (const item of payload.items) {
+        const expiryDate = toWholeSecond(item.expiryDate);
+        if (expiryDate.getTime() <= now.getTime()) {
+          items.push({ amount: item.amount, expiryDate, success: false, isExpired: true, failureReason: 'EXPIRED' });
+          auditItems.push({ amount: item.amount, expiryDate, status: 'EXPIRED', failureReason: 'EXPIRED' });
+          continue;
+        }
+        const batch = await ledger.credit(expiryDate, item.amount);
+        items.push({ amount: item.amount, expiryDate, success: true, isExpired: false, failureReason: null });
+        auditItems.push({
+          amount: item.amount,
+          expiryDate,
+          status: 'SUCCESS',
+          originalQuota: batch.amount - item.amount,
+          newQuota: batch.amount,
+        });
+      }
+      const credited = items.filter((item) => item.success);
+      const amount = credited.reduce((sum, item) => sum + item.amount, 0);
+      await ledger.audit({
+        operation: 'TRANSFER_IN',
+        amount,
+        // The earliest credited expiry; with nothing credited, the earliest of the voucher.
+        expiryDate: earliest(credited.length > 0 ? credited : items),
+        items: auditItems,
+        voucherCode: code,
+        relatedUser: payload.giverId,
+        actor: receiverId,
+      });
+      // Nothing credited, nothing to tell the gateway (the total is unchanged).
+      if (amount > 0) await ledger.pushTotal();
+      const result: TransferInOutcome = {
+        ...outcomeBase(code, payload),
+        ...describeRedemption(credited.length, items.length - credited.length),
+        amount,
+        items,
+      };
+      await ledger.em.execute('update voucher_redemption set result = ? where id = ?', [
+        storeOutcome(result),
+        inserted[0]!.id,
+      ]);
+      return result;
+    });
+
+    if (outcome.status !== 'ALREADY_REDEEMED' && outcome.amount > 0) {
+      await this.pushStarredProjects(em, receiverId, payload.giverGithubStar);
+    }
+    return outcome;
+  }
+
+  /** What a code says, for its giver, its receiver or an admin. An undecodable code is `valid: false`. */
+  async voucherInfo(em: EntityManager, viewer: Viewer, code: string): Promise<VoucherInfoView> {
+    let payload: VoucherPayload;
+    try {
+      payload = this.codec.decode(code, this.clock.now());
+    } catch (error) {
+      if (error instanceof DomainError && error.code === ErrorCode.VOUCHER_INVALID) {
+        return {
+          valid: false,
+          giverId: null,
+          receiverId: null,
+          items: [],
+          issuedAt: null,
+          redeemed: false,
+          redeemedAt: null,
+        };
+      }
+      throw error;
+    }
+    if (!viewer.isAdmin && viewer.userId !== payload.giverId && viewer.userId !== payload.receiverId) {
+      throw new DomainError(
+        ErrorCode.FORBIDDEN,
+        'Only the giver, the receiver or an administrator may read this voucher.',
+      );
+    }
+    const redemption = await findRedemption(em, code);
+    return {
+      valid: true,
+      giverId: payload.giverId,
+      receiverId: payload.receiverId,
+      items: payload.items,
+      issuedAt: new Date(payload.timestamp * 1000),
+      redeemed: redemption !== null,
+      redeemedAt: redemption ? new Date(redemption.create_time) : null,
+    };
+  }
+
+  /**
+   * Encodes the voucher so that its code differs from every earlier voucher of this giver. Two
+   * transfers with the same receiver and items in the same second would otherwise get the same code,
+   * and the second one could never be redeemed (the code is the redemption key). The payload format is
+   * the old system's, so the only free field is the timestamp: it steps back a second until the code
+   * is new. The giver's ledger lock is held, so no concurrent transfer of the giver can take it.
+   */
+  private async issueDistinctCode(em: EntityManager, payload: VoucherPayload): Promise<string> {
+    for (let step = 0; step <= MAX_TIMESTAMP_STEPS; step++) {
+      const timestamp = payload.timestamp - step;
+      const code = this.codec.encode({ ...payload, timestamp });
+      // A voucher's audit is written (clock time) after its timestamp was taken, never before, so
+      // only the giver's recent audits can hold this code: the (user_id, create_time) index bounds
+      // the scan. The hour of margin covers clocks that disagree between instances.
+      const taken = await em.execute(
+        `select 1 from quota_audit
+          where user_id = ? and create_time >= ? and operation = 'TRANSFER_OUT' and voucher_code = ? limit 1`,
+        [payload.giverId, new Date((timestamp - CODE_SCAN_MARGIN_SECONDS) * 1000), code],
+      );
+      if (taken.length === 0) return code;
+    }
+    throw new DomainError(
+      ErrorCode.CONFLICT,
+      'Too many identical transfers in a short time; wait a moment and try again.',
+    );
+  }
+
+  /** SPEC §5: the receiver gets the giver's starred projects on the gateway. Best effort, after commit. */
+  private async pushStarredProjects(em: EntityManager, receiverId: string, giverGithubStar: string): Promise<void> {
+    const projects = starredProjects(giverGithubStar);
+    if (projects.length === 0) return;
+    try {
+      const key = await this.employees.starPushKey(em, receiverId);
+      await this.gateway.setStarredProjects(key, projects);
+    } catch (error) {
+      this.logger.warn({ err: error, receiverId }, 'could not set the starred projects of a voucher receiver');
+    }
+  }
+}
+
+/** The giver's VALID batch with the line's expiry (second precision), or QUOTA_NOT_FOUND. */
+function batchFor(batches: Batch[], line: TransferLine): Batch {
+  const batch = batches.find(
+    (candidate) => toWholeSecond(candidate.expiryDate).getTime() === line.expiryDate.getTime(),
+  );
+  if (!batch) {
+    throw new DomainError(
+      ErrorCode.QUOTA_NOT_FOUND,
+      `You have no valid quota batch expiring at ${line.expiryDate.toISOString()}.`,
+    );
+  }
+  return batch;
+}
+
+function earliest(items: { expiryDate: Date }[]): Date {
+  return new Date(Math.min(...items.map((item) => item.expiryDate.getTime())));
+}
+
+async function findRedemption(em: EntityManager, code: string): Promise<RedemptionRow | null> {
+  // md5(…) = md5(?) uses the unique index; the plain comparison guards against a collision.
+  const rows = await em.execute<RedemptionRow[]>(
+    'select create_time, result from voucher_redemption where md5(voucher_code) = md5(?) and voucher_code = ?',
+    [code, code],
+  );
+  return rows[0] ?? null;
+}
