@@ -103,22 +103,32 @@ export class Ledger {
    */
   async withUserLedger<T>(em: EntityManager, userId: string, work: (ledger: UserLedger) => Promise<T>): Promise<T> {
     if (typeof userId !== 'string' || userId === '') throw new Error('withUserLedger needs a user id');
-    let ledger: TransactionLedger | undefined;
+    const attempt: { ledger?: TransactionLedger } = {};
     try {
-      const result = await em.transactional(async (transaction) => {
-        await transaction.execute('select pg_advisory_xact_lock(hashtextextended(?, 0)) as locked', [
-          `quota-ledger:${userId}`,
-        ]);
-        ledger = new TransactionLedger(transaction, userId, this.gateway, this.clock);
-        return work(ledger);
-      });
+      const result = await this.inLockedTransaction(em, userId, work, attempt);
       // Nested use reports when its savepoint is released; no caller nests today.
-      if (ledger) this.reportCommitted(ledger.audited);
+      if (attempt.ledger) this.reportCommitted(attempt.ledger.audited);
       return result;
     } catch (error) {
-      if (ledger?.gatewayMayBeAhead) await this.repairTotalAfterRollback(em, userId, error);
+      if (attempt.ledger?.gatewayMayBeAhead) await this.repairTotalAfterRollback(em, userId, error);
       throw error;
     }
+  }
+
+  /** One transaction holding the user's lock; `attempt.ledger` is set so the caller can see what it did. */
+  private inLockedTransaction<T>(
+    em: EntityManager,
+    userId: string,
+    work: (ledger: UserLedger) => Promise<T>,
+    attempt: { ledger?: TransactionLedger },
+  ): Promise<T> {
+    return em.transactional(async (transaction) => {
+      await transaction.execute('select pg_advisory_xact_lock(hashtextextended(?, 0)) as locked', [
+        `quota-ledger:${userId}`,
+      ]);
+      attempt.ledger = new TransactionLedger(transaction, userId, this.gateway, this.clock);
+      return work(attempt.ledger);
+    });
   }
 
   private reportCommitted(changes: readonly Pick<AuditEntry, 'operation' | 'amount'>[]): void {
@@ -135,11 +145,12 @@ export class Ledger {
   /**
    * The gateway was told a total the database then did not commit (the work failed after the push,
    * or the commit itself failed). Tell it the committed Σ again; if that fails too, quota sync
-   * (SYNC_QUOTAS) repairs it later.
+   * (SYNC_QUOTAS) repairs it later. One attempt only: going through withUserLedger again would
+   * repair the repair, over and over, while the gateway keeps failing ambiguously.
    */
   private async repairTotalAfterRollback(em: EntityManager, userId: string, cause: unknown): Promise<void> {
     try {
-      await this.withUserLedger(em, userId, (ledger) => ledger.pushTotal());
+      await this.inLockedTransaction(em, userId, (ledger) => ledger.pushTotal(), {});
       this.logger.warn(
         { userId, err: cause },
         'ledger change rolled back after the gateway total was set; total restored',
