@@ -1,16 +1,27 @@
 import 'reflect-metadata';
-import { chmod, mkdtemp, rm } from 'node:fs/promises';
-import { createRequire } from 'node:module';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import { type RunningApp, startApp } from '../src/app.js';
+import type { RunningApp } from '../src/app.js';
 import { endOfMonth } from '../src/clock.js';
-import { loadConfig } from '../src/config.js';
-import { startEmbeddedPostgres } from '../src/db/embedded-postgres.js';
-import { silentLogger } from '../src/logger.js';
-import { GatewaySimulator } from '../src/modules/gateway/simulator/gateway-simulator.js';
+import type { GatewaySimulator } from '../src/modules/gateway/simulator/gateway-simulator.js';
 import { StrategyType } from '../src/modules/strategies/strategy.types.js';
-import { decimalToCents } from '../src/money.js';
+import {
+  BENCH_ZONE,
+  type BenchEnvironment,
+  type BenchOptions,
+  type BenchResult,
+  envInt,
+  ledgerViolations,
+  type MemoryPeak,
+  mb,
+  type PgPool,
+  percent,
+  reportViolations,
+  resolveOptions,
+  round,
+  runIfMain,
+  sampleMemory,
+  startBenchEnvironment,
+  toMb,
+} from './support.js';
 
 /**
  * Strategy scan benchmark (`npm run bench:scan`): an in-process server on an embedded PostgreSQL and
@@ -22,41 +33,18 @@ import { decimalToCents } from '../src/money.js';
  * In the same run and database, two raw-SQL baselines write the same rows without the server:
  * - bulk: the batch and audit rows of every grant as multi-row INSERTs (1,000 rows per statement);
  * - per grant: one transaction per user with the statements a grant runs (lock, upsert batch, audit,
- *   execution, Σ), BENCH_CONCURRENCY at a time, no gateway.
- * The server's grants/s over each baseline's is printed as a ratio. Ledger invariants are checked last.
+ *   execution, Σ), RAW_CONCURRENCY at a time, no gateway.
+ * The server's grants/s over each baseline's is printed as a ratio (target: ≥ 30% of raw bulk).
+ * Ledger invariants are checked last.
  *
- * Settings (environment): BENCH_USERS (100000), BENCH_SMALL (10000). Run with `node --expose-gc` (the npm
- * script does) to also see the live heap after full collections.
+ * Settings (environment): BENCH_USERS (100000; quick 5000), BENCH_SMALL (10000; quick 1000),
+ * BENCH_QUICK=1 for a smoke run. Run with `node --expose-gc` (the npm script does) to also see the live
+ * heap after full collections.
  */
 
-const LARGE = envInt('BENCH_USERS', 100_000);
-const SMALL = Math.min(envInt('BENCH_SMALL', 10_000), LARGE);
 const RAW_PER_GRANT_SAMPLE = 5_000;
 const RAW_CONCURRENCY = 8;
-const ZONE = 'Asia/Shanghai';
-
-function envInt(name: string, fallback: number): number {
-  const value = process.env[name];
-  if (value === undefined || value === '') return fallback;
-  const parsed = Number(value);
-  if (!Number.isInteger(parsed) || parsed < 1) throw new Error(`${name} must be a positive whole number`);
-  return parsed;
-}
-
-/** The few pg calls used here (pg ships no types of its own; @mikro-orm/postgresql depends on it). */
-interface PgClient {
-  query<R = Record<string, unknown>>(text: string, values?: unknown[]): Promise<{ rows: R[] }>;
-  release(): void;
-}
-interface PgPool {
-  connect(): Promise<PgClient>;
-  query<R = Record<string, unknown>>(text: string, values?: unknown[]): Promise<{ rows: R[] }>;
-  end(): Promise<void>;
-  on(event: 'error', listener: (error: Error) => void): void;
-}
-const pg = createRequire(import.meta.url)('pg') as {
-  Pool: new (options: { connectionString: string; max: number }) => PgPool;
-};
+const TARGET_RATIO = 0.3;
 
 /**
  * Users `u0000001`…: vip = i mod 5, company by i mod 4, every tenth starred zgsm-ai.zgsm, registered
@@ -90,117 +78,6 @@ const STRATEGIES: { suffix: string; condition: string; amount: number; gateway: 
   { suffix: 'vip4-low-balance', condition: 'and(is-vip(4), quota-le("gpt-4", 100))', amount: 1.5, gateway: true },
   { suffix: 'initech-empty', condition: 'and(belong-to("Initech"), quota-le("gpt-4", 0))', amount: 1, gateway: true },
 ];
-
-interface MemoryPeak {
-  rss: number;
-  heap: number;
-  /** Largest heap still in use right after a full GC (with --expose-gc): what the scan really holds. */
-  liveHeap: number;
-}
-
-/**
- * Samples memory while a scan runs. The simulator, in this process too, logs every call it receives;
- * the log is counted (quota-le look-ups) and emptied every second so that it does not pass for the
- * scan's memory.
- */
-function sampleMemory(simulator: GatewaySimulator): { stop(): MemoryPeak & { lookups: number } } {
-  const peak: MemoryPeak = { rss: 0, heap: 0, liveHeap: 0 };
-  const sample = () => {
-    const usage = process.memoryUsage();
-    peak.rss = Math.max(peak.rss, usage.rss);
-    peak.heap = Math.max(peak.heap, usage.heapUsed);
-  };
-  let lookups = 0;
-  const collect = () => {
-    lookups += simulator.calls({ route: 'getTotal' }).length;
-    simulator.clearCalls();
-    if (!global.gc) return;
-    global.gc();
-    peak.liveHeap = Math.max(peak.liveHeap, process.memoryUsage().heapUsed);
-  };
-  sample();
-  const timer = setInterval(sample, 50);
-  const collector = setInterval(collect, 1000);
-  return {
-    stop() {
-      clearInterval(timer);
-      clearInterval(collector);
-      sample();
-      collect();
-      return { ...peak, lookups };
-    },
-  };
-}
-
-const mb = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(1)} MB`;
-
-interface ScanResult {
-  users: number;
-  seconds: number;
-  grants: number;
-  failed: number;
-  gatewayLookups: number;
-  peak: MemoryPeak;
-  heapBefore: number;
-}
-
-async function scanPhase(
-  app: RunningApp,
-  simulator: GatewaySimulator,
-  users: number,
-  label: string,
-): Promise<ScanResult> {
-  const em = app.services.orm.em.fork();
-  const strategies = app.services.strategies;
-  // Earlier phases' strategies stay out of this scan.
-  await em.execute(`update quota_strategy set status = false`);
-  for (const strategy of STRATEGIES) {
-    await strategies.createStrategy(em, 'bench', {
-      name: `${label}-${strategy.suffix}`,
-      title: strategy.suffix,
-      type: StrategyType.SINGLE,
-      amount: strategy.amount,
-      condition: strategy.condition,
-    });
-  }
-  simulator.clearCalls();
-  global.gc?.();
-  const heapBefore = process.memoryUsage().heapUsed;
-  const memory = sampleMemory(simulator);
-  const started = performance.now();
-  const run = await app.services.jobs.triggerScan('STRATEGY', 'bench');
-  await app.services.jobs.runner.waitFor(run.id);
-  const seconds = (performance.now() - started) / 1000;
-  const peak = memory.stop();
-  const [row] = await em.execute<{ status: string; succeeded: number; failed: number; error: string | null }[]>(
-    'select status, succeeded, failed, error from job_run where id = ?',
-    [run.id],
-  );
-  if (row?.status !== 'SUCCEEDED') throw new Error(`scan ${row?.status}: ${row?.error}`);
-  return {
-    users,
-    seconds,
-    grants: row.succeeded,
-    failed: row.failed,
-    gatewayLookups: peak.lookups,
-    peak,
-    heapBefore,
-  };
-}
-
-function describeScan(result: ScanResult): string {
-  const scanned = result.users * STRATEGIES.length;
-  return [
-    `${result.users.toLocaleString('en')} users × ${STRATEGIES.length} strategies in ${result.seconds.toFixed(1)} s:`,
-    `  ${(scanned / result.seconds).toFixed(0)} user-strategy pairs/s (${(result.users / result.seconds).toFixed(0)} users/s through all five), ` +
-      `${result.grants} grants = ${(result.grants / result.seconds).toFixed(1)} grants/s, ${result.failed} failed, ` +
-      `${result.gatewayLookups} gateway look-ups for quota-le`,
-    `  peak RSS ${mb(result.peak.rss)}, peak heap ${mb(result.peak.heap)}` +
-      (global.gc
-        ? `, peak live heap after GC ${mb(result.peak.liveHeap)} (${mb(result.heapBefore)} before the scan)`
-        : ' (run with --expose-gc for the live heap)'),
-  ].join('\n');
-}
 
 /** The batch and audit rows of `grants` grants as multi-row INSERTs, 1,000 rows a statement. */
 async function rawBulk(pool: PgPool, grants: number, expiry: Date): Promise<number> {
@@ -265,101 +142,145 @@ async function rawPerGrant(pool: PgPool, grants: number, expiry: Date, strategyI
   return grants / ((performance.now() - started) / 1000);
 }
 
-/** SPEC §11 over the server's users (the raw baselines' rows never reach the gateway and are left out). */
-async function ledgerViolations(pool: PgPool, simulator: GatewaySimulator): Promise<string[]> {
-  const violations: string[] = [];
-  const users = await pool.query<{ user_id: string; valid: string; audited: string }>(
-    `select u.user_id,
-            coalesce((select sum(amount) from quota q where q.user_id = u.user_id and q.status = 'VALID'), 0)::text as valid,
-            coalesce((select sum(amount) from quota_audit a where a.user_id = u.user_id), 0)::text as audited
-       from (select user_id from quota union select user_id from quota_audit) u where u.user_id not like 'raw-%'`,
-  );
-  for (const user of users.rows) {
-    const valid = decimalToCents(user.valid);
-    if (decimalToCents(user.audited) !== valid) violations.push(`${user.user_id}: Σ audits ≠ Σ VALID`);
-    if (simulator.getUser(user.user_id).total !== valid) violations.push(`${user.user_id}: gateway total ≠ Σ VALID`);
-  }
-  const twice = await pool.query<{ n: string }>(
-    `select count(*)::text as n from (select 1 from quota_execute e join quota_strategy s on s.id = e.strategy_id
-       where s.type = 'single' and e.status = 'completed' and e.fire_key <> 'raw'
-       group by e.strategy_id, e.user_id having count(*) > 1) twice`,
-  );
-  if (Number(twice.rows[0]!.n) > 0) violations.push(`${twice.rows[0]!.n} users granted twice by a single strategy`);
-  return violations;
+interface ScanResult {
+  users: number;
+  seconds: number;
+  grants: number;
+  failed: number;
+  gatewayLookups: number;
+  peak: MemoryPeak;
+  heapBefore: number;
 }
 
-async function main(): Promise<void> {
-  const folder = await mkdtemp(path.join(tmpdir(), 'qm-bench-scan-'));
-  // As root the cluster runs as user postgres, who must be able to enter the folder (mkdtemp makes it 0700).
-  await chmod(folder, 0o755);
-  const logger = silentLogger();
-  const database = await startEmbeddedPostgres({ root: path.join(folder, 'data'), persistent: false, logger });
-  const simulator = new GatewaySimulator();
-  let app: RunningApp | undefined;
-  let pool: PgPool | undefined;
-  try {
-    const databaseUrl = database.url.replace(/\/postgres$/, '/bench_scan');
-    const config = loadConfig({
-      DATABASE_URL: databaseUrl,
-      AIGATEWAY_URL: await simulator.start(0),
-      AUTH_JWT_SECRET: 'bench-jwt-secret-that-is-at-least-32-bytes',
-      VOUCHER_SIGNING_KEY: 'bench-voucher-key-that-is-at-least-32-bytes',
-      TZ_NAME: ZONE,
-      HOST: '127.0.0.1',
-      LOG_LEVEL: 'silent',
+async function scanPhase(
+  app: RunningApp,
+  simulator: GatewaySimulator,
+  users: number,
+  label: string,
+): Promise<ScanResult> {
+  const em = app.services.orm.em.fork();
+  const strategies = app.services.strategies;
+  // Earlier phases' strategies stay out of this scan.
+  await em.execute(`update quota_strategy set status = false`);
+  for (const strategy of STRATEGIES) {
+    await strategies.createStrategy(em, 'bench', {
+      name: `${label}-${strategy.suffix}`,
+      title: strategy.suffix,
+      type: StrategyType.SINGLE,
+      amount: strategy.amount,
+      condition: strategy.condition,
     });
-    config.port = 0;
-    app = await startApp({ config, logger, schedule: false, listen: false });
-    pool = new pg.Pool({ connectionString: databaseUrl, max: 20 });
-    pool.on('error', () => undefined);
-    const version = (await pool.query<{ server_version: string }>('show server_version')).rows[0]!.server_version;
-    console.log(
-      `Scan benchmark: PostgreSQL ${version} (embedded), gateway simulator over HTTP, node ${process.version}` +
-        `${global.gc ? ', --expose-gc' : ''}\n`,
+  }
+  simulator.clearCalls();
+  global.gc?.();
+  const heapBefore = process.memoryUsage().heapUsed;
+  // The simulator, in this process too, logs every call it receives: the log is counted (quota-le
+  // look-ups) and emptied every second so that it does not pass for the scan's memory.
+  let lookups = 0;
+  const memory = sampleMemory(() => {
+    lookups += simulator.calls({ route: 'getTotal' }).length;
+    simulator.clearCalls();
+  });
+  const started = performance.now();
+  const run = await app.services.jobs.triggerScan('STRATEGY', 'bench');
+  await app.services.jobs.runner.waitFor(run.id);
+  const seconds = (performance.now() - started) / 1000;
+  const peak = memory.stop();
+  const [row] = await em.execute<{ status: string; succeeded: number; failed: number; error: string | null }[]>(
+    'select status, succeeded, failed, error from job_run where id = ?',
+    [run.id],
+  );
+  if (row?.status !== 'SUCCEEDED') throw new Error(`scan ${row?.status}: ${row?.error}`);
+  return { users, seconds, grants: row.succeeded, failed: row.failed, gatewayLookups: lookups, peak, heapBefore };
+}
+
+function describeScan(result: ScanResult): string {
+  const scanned = result.users * STRATEGIES.length;
+  return [
+    `${result.users.toLocaleString('en')} users × ${STRATEGIES.length} strategies in ${result.seconds.toFixed(1)} s:`,
+    `  ${(scanned / result.seconds).toFixed(0)} user-strategy pairs/s (${(result.users / result.seconds).toFixed(0)} users/s through all five), ` +
+      `${result.grants} grants = ${(result.grants / result.seconds).toFixed(1)} grants/s, ${result.failed} failed, ` +
+      `${result.gatewayLookups} gateway look-ups for quota-le`,
+    `  peak RSS ${mb(result.peak.rss)}, peak heap ${mb(result.peak.heap)}` +
+      (global.gc
+        ? `, peak live heap after GC ${mb(result.peak.liveHeap)} (${mb(result.heapBefore)} before the scan)`
+        : ' (run with --expose-gc for the live heap)'),
+  ].join('\n');
+}
+
+export async function run(options: BenchOptions = {}): Promise<BenchResult> {
+  const { quick, log } = resolveOptions(options);
+  const large = envInt('BENCH_USERS', quick ? 5_000 : 100_000);
+  const small = Math.min(envInt('BENCH_SMALL', quick ? 1_000 : 10_000), large);
+  let environment: BenchEnvironment | undefined;
+  try {
+    environment = await startBenchEnvironment({ name: 'scan', options, listen: false });
+    const { app, simulator, pool } = environment;
+    log(
+      `Scan benchmark: PostgreSQL ${environment.postgresVersion} (embedded), gateway simulator over HTTP, node ${process.version}` +
+        `${global.gc ? ', --expose-gc' : ''}${quick ? ', quick' : ''}\n`,
     );
 
-    await fillDirectory(pool, 1, SMALL);
-    const small = await scanPhase(app, simulator, SMALL, 'small');
-    console.log(describeScan(small));
-    await fillDirectory(pool, SMALL + 1, LARGE);
-    const large = await scanPhase(app, simulator, LARGE, 'large');
-    console.log(describeScan(large));
-    console.log(
-      `  memory ${SMALL.toLocaleString('en')} → ${LARGE.toLocaleString('en')} users: peak RSS ${mb(small.peak.rss)} → ${mb(large.peak.rss)}, ` +
-        `peak heap ${mb(small.peak.heap)} → ${mb(large.peak.heap)}` +
-        (global.gc ? `, peak live heap ${mb(small.peak.liveHeap)} → ${mb(large.peak.liveHeap)}` : '') +
+    await fillDirectory(pool, 1, small);
+    const smallScan = await scanPhase(app, simulator, small, 'small');
+    log(describeScan(smallScan));
+    await fillDirectory(pool, small + 1, large);
+    const largeScan = await scanPhase(app, simulator, large, 'large');
+    log(describeScan(largeScan));
+    log(
+      `  memory ${small.toLocaleString('en')} → ${large.toLocaleString('en')} users: peak RSS ${mb(smallScan.peak.rss)} → ${mb(largeScan.peak.rss)}, ` +
+        `peak heap ${mb(smallScan.peak.heap)} → ${mb(largeScan.peak.heap)}` +
+        (global.gc ? `, peak live heap ${mb(smallScan.peak.liveHeap)} → ${mb(largeScan.peak.liveHeap)}` : '') +
         '\n',
     );
 
-    const expiry = endOfMonth(new Date(), ZONE, 1);
-    const serverRate = large.grants / large.seconds;
-    const bulkRate = await rawBulk(pool, large.grants, expiry);
+    const expiry = endOfMonth(new Date(), BENCH_ZONE, 1);
+    const serverRate = largeScan.grants / largeScan.seconds;
+    const bulkRate = await rawBulk(pool, largeScan.grants, expiry);
     const [probe] = (await pool.query<{ id: string }>(`select id::text from quota_strategy order by id limit 1`)).rows;
-    const perGrantRate = await rawPerGrant(pool, Math.min(RAW_PER_GRANT_SAMPLE, large.grants), expiry, probe!.id);
-    console.log(`Raw SQL, the same batch and audit rows:`);
-    console.log(`  bulk INSERTs (1,000 rows a statement): ${bulkRate.toFixed(0)} grants/s`);
-    console.log(
-      `  one transaction per grant (${RAW_CONCURRENCY} at a time, no gateway): ${perGrantRate.toFixed(0)} grants/s`,
-    );
-    console.log(
-      `  server / raw bulk: ${(serverRate / bulkRate).toFixed(3)} (${((serverRate / bulkRate) * 100).toFixed(1)}%); ` +
-        `server / raw per grant: ${(serverRate / perGrantRate).toFixed(3)} (${((serverRate / perGrantRate) * 100).toFixed(1)}%)\n`,
+    const perGrantRate = await rawPerGrant(pool, Math.min(RAW_PER_GRANT_SAMPLE, largeScan.grants), expiry, probe!.id);
+    const ratio = serverRate / bulkRate;
+    log(`Raw SQL, the same batch and audit rows:`);
+    log(`  bulk INSERTs (1,000 rows a statement): ${bulkRate.toFixed(0)} grants/s`);
+    log(`  one transaction per grant (${RAW_CONCURRENCY} at a time, no gateway): ${perGrantRate.toFixed(0)} grants/s`);
+    log(
+      `  server / raw bulk: ${ratio.toFixed(3)} (${percent(ratio)}); ` +
+        `server / raw per grant: ${(serverRate / perGrantRate).toFixed(3)} (${percent(serverRate / perGrantRate)})\n`,
     );
 
-    const violations = await ledgerViolations(pool, simulator);
-    console.log(`Invariant violations: ${violations.length}`);
-    for (const violation of violations.slice(0, 20)) console.log(`  ${violation}`);
-    if (violations.length > 0) process.exitCode = 1;
+    const violations = await ledgerViolations(pool, simulator, { offGateway: (userId) => userId.startsWith('raw-') });
+    reportViolations(log, violations);
+    return {
+      name: 'scan',
+      figures: {
+        users: large,
+        seconds: round(largeScan.seconds, 1),
+        grants: largeScan.grants,
+        failed: largeScan.failed,
+        grantsPerSecond: round(serverRate, 1),
+        userStrategyPairsPerSecond: round((large * STRATEGIES.length) / largeScan.seconds),
+        gatewayLookups: largeScan.gatewayLookups,
+        rawBulkGrantsPerSecond: round(bulkRate),
+        rawPerGrantGrantsPerSecond: round(perGrantRate),
+        ratioToRawPerGrant: round(serverRate / perGrantRate, 3),
+        [`peakRssMbAt${small}`]: toMb(smallScan.peak.rss),
+        [`peakRssMbAt${large}`]: toMb(largeScan.peak.rss),
+        ...(global.gc
+          ? {
+              [`peakLiveHeapMbAt${small}`]: toMb(smallScan.peak.liveHeap),
+              [`peakLiveHeapMbAt${large}`]: toMb(largeScan.peak.liveHeap),
+            }
+          : {}),
+        invariantViolations: violations.length,
+      },
+      baseline: `raw bulk INSERT ${bulkRate.toFixed(0)} grants/s`,
+      ratio: round(ratio, 3),
+      target: `server/raw bulk ≥ ${TARGET_RATIO}`,
+      met: ratio >= TARGET_RATIO,
+    };
   } finally {
-    await pool?.end();
-    await app?.stop();
-    await simulator.stop();
-    await database.stop();
-    await rm(folder, { recursive: true, force: true });
+    await environment?.stop();
   }
 }
 
-main().catch((error: unknown) => {
-  console.error(error);
-  process.exit(1);
-});
+runIfMain(import.meta.url, run);

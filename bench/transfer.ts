@@ -1,120 +1,68 @@
 import 'reflect-metadata';
-import { chmod, mkdtemp, rm } from 'node:fs/promises';
-import { createRequire } from 'node:module';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import { type RunningApp, startApp } from '../src/app.js';
+import type { RunningApp } from '../src/app.js';
 import { endOfMonth } from '../src/clock.js';
-import { loadConfig } from '../src/config.js';
-import { startEmbeddedPostgres } from '../src/db/embedded-postgres.js';
-import { silentLogger } from '../src/logger.js';
-import { mintToken } from '../src/modules/auth/token-verifier.js';
-import { GatewaySimulator } from '../src/modules/gateway/simulator/gateway-simulator.js';
 import { VoucherCodec } from '../src/modules/vouchers/voucher-codec.js';
 import { type Cents, centsToAmount, centsToDecimalString, decimalToCents } from '../src/money.js';
+import {
+  BENCH_VOUCHER_KEY,
+  BENCH_ZONE,
+  type BenchEnvironment,
+  type BenchOptions,
+  type BenchResult,
+  type DriveRun,
+  describeFailures,
+  drive,
+  envInt,
+  fixed,
+  ledgerViolations,
+  type PgClient,
+  type PgPool,
+  percent,
+  postGraphql,
+  reportViolations,
+  resolveOptions,
+  round,
+  runIfMain,
+  startBenchEnvironment,
+  summarize,
+} from './support.js';
 
 /**
  * Transfer benchmark (`npm run bench:transfer`): an in-process server on an embedded PostgreSQL and a
  * gateway simulator; BENCH_CLIENTS concurrent GraphQL clients doing transferOut + transferIn pairs over
  * real HTTP with verified tokens. In the same run and database, a raw-SQL baseline does the same
- * database work (lock, update, insert) through a pg pool without the server, and the ratio is printed.
- * A hot-giver variant sends every transfer from one giver. The ledger invariants are checked at the end.
+ * database work (lock, update, insert) through a pg pool without the server, and the ratio is printed
+ * (target: ≥ 30% of raw, p99 ≤ 50 ms). A hot-giver variant sends every transfer from one giver. The
+ * ledger invariants are checked at the end.
  *
- * Settings (environment): BENCH_USERS (1000), BENCH_CLIENTS (32), BENCH_PAIRS (2000), BENCH_HOT_PAIRS (1000).
+ * Settings (environment): BENCH_USERS (1000; quick 200), BENCH_CLIENTS (32), BENCH_PAIRS (2000; quick 300),
+ * BENCH_HOT_PAIRS (1000; quick 150), BENCH_QUICK=1 for a smoke run.
  */
 
-const USERS = envInt('BENCH_USERS', 1000);
-const CLIENTS = envInt('BENCH_CLIENTS', 32);
-const PAIRS = envInt('BENCH_PAIRS', 2000);
-const HOT_PAIRS = envInt('BENCH_HOT_PAIRS', 1000);
-const JWT_SECRET = 'bench-jwt-secret-that-is-at-least-32-bytes';
-const VOUCHER_KEY = 'bench-voucher-key-that-is-at-least-32-bytes';
-const ZONE = 'Asia/Shanghai';
 const START_BALANCE: Cents = 100_000; // 1000.00 per user
 const HOT_BALANCE: Cents = 100_000_000;
+const TARGET_RATIO = 0.3;
+const TARGET_P99_MS = 50;
 
-function envInt(name: string, fallback: number): number {
-  const value = process.env[name];
-  if (value === undefined || value === '') return fallback;
-  const parsed = Number(value);
-  if (!Number.isInteger(parsed) || parsed < 1) throw new Error(`${name} must be a positive whole number`);
-  return parsed;
-}
+/** A transfer is a pair of operations: [transferOut ms, transferIn ms]. */
+type Pair = [number, number];
 
-/** The few pg calls used here (pg ships no types of its own; @mikro-orm/postgresql depends on it). */
-interface PgClient {
-  query<R = Record<string, unknown>>(text: string, values?: unknown[]): Promise<{ rows: R[] }>;
-  release(): void;
-}
-interface PgPool {
-  connect(): Promise<PgClient>;
-  query<R = Record<string, unknown>>(text: string, values?: unknown[]): Promise<{ rows: R[] }>;
-  end(): Promise<void>;
-  on(event: 'error', listener: (error: Error) => void): void;
-}
-const pg = createRequire(import.meta.url)('pg') as {
-  Pool: new (options: { connectionString: string; max: number }) => PgPool;
-};
-
-interface Run {
-  name: string;
-  pairs: number;
-  seconds: number;
-  pairLatency: number[];
-  outLatency: number[];
-  inLatency: number[];
-  failures: Map<string, number>;
-}
-
-function percentile(sorted: number[], fraction: number): number {
-  if (sorted.length === 0) return Number.NaN;
-  return sorted[Math.min(sorted.length - 1, Math.floor(fraction * sorted.length))]!;
-}
-
-function describeRun(run: Run): string {
-  const pairs = [...run.pairLatency].sort((a, b) => a - b);
-  const outs = [...run.outLatency].sort((a, b) => a - b);
-  const ins = [...run.inLatency].sort((a, b) => a - b);
-  const failures = [...run.failures].map(([code, count]) => `${code}×${count}`).join(', ') || 'none';
+function describeRun(run: DriveRun<Pair>): string {
+  const pairs = summarize(run.latency);
+  const outs = summarize(run.values.map((value) => value[0]));
+  const ins = summarize(run.values.map((value) => value[1]));
   return [
-    `${run.name}: ${run.pairs} transfers in ${run.seconds.toFixed(2)} s = ${(run.pairs / run.seconds).toFixed(1)} transfers/s`,
-    `  transfer (out+in) latency p50 ${percentile(pairs, 0.5).toFixed(1)} ms, p99 ${percentile(pairs, 0.99).toFixed(1)} ms`,
-    `  transferOut p50 ${percentile(outs, 0.5).toFixed(1)} ms, p99 ${percentile(outs, 0.99).toFixed(1)} ms; ` +
-      `transferIn p50 ${percentile(ins, 0.5).toFixed(1)} ms, p99 ${percentile(ins, 0.99).toFixed(1)} ms`,
-    `  failed: ${failures}`,
+    `${run.name}: ${run.completed} transfers in ${run.seconds.toFixed(2)} s = ${run.rate.toFixed(1)} transfers/s`,
+    `  transfer (out+in) latency p50 ${fixed(pairs.p50)} ms, p99 ${fixed(pairs.p99)} ms`,
+    `  transferOut p50 ${fixed(outs.p50)} ms, p99 ${fixed(outs.p99)} ms; ` +
+      `transferIn p50 ${fixed(ins.p50)} ms, p99 ${fixed(ins.p99)} ms`,
+    `  failed: ${describeFailures(run.failures)}`,
   ].join('\n');
 }
 
-/** Runs `total` pairs on `clients` workers; `pair(index)` returns [outMs, inMs] or throws a code. */
-async function drive(
-  name: string,
-  total: number,
-  clients: number,
-  pair: (index: number) => Promise<[number, number]>,
-): Promise<Run> {
-  const run: Run = { name, pairs: 0, seconds: 0, pairLatency: [], outLatency: [], inLatency: [], failures: new Map() };
-  let next = 0;
-  const started = performance.now();
-  await Promise.all(
-    Array.from({ length: clients }, async () => {
-      while (next < total) {
-        const index = next++;
-        const begun = performance.now();
-        try {
-          const [outMs, inMs] = await pair(index);
-          run.outLatency.push(outMs);
-          run.inLatency.push(inMs);
-          run.pairLatency.push(performance.now() - begun);
-          run.pairs += 1;
-        } catch (error) {
-          const code = error instanceof Error ? error.message : String(error);
-          run.failures.set(code, (run.failures.get(code) ?? 0) + 1);
-        }
-      }
-    }),
-  );
-  run.seconds = (performance.now() - started) / 1000;
-  return run;
+function ratioLine(server: DriveRun<Pair>, baseline: DriveRun<Pair>): string {
+  const ratio = server.rate / baseline.rate;
+  return `  server / raw SQL throughput: ${ratio.toFixed(3)} (the server reaches ${percent(ratio)} of the database floor)`;
 }
 
 /** Two distinct users of `count`, or the hot giver and someone else. */
@@ -133,33 +81,24 @@ const randomCents = (): Cents => 1 + Math.floor(Math.random() * 100);
 const TRANSFER_OUT = `mutation($input: TransferOutInput!) { transferOut(input: $input) { voucherCode } }`;
 const TRANSFER_IN = `mutation($code: String!) { transferIn(voucherCode: $code) { status } }`;
 
-async function graphql(url: string, token: string, query: string, variables: Record<string, unknown>) {
-  const response = await fetch(url, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
-    body: JSON.stringify({ query, variables }),
-  });
-  const body = (await response.json()) as {
-    data?: Record<string, Record<string, string>>;
-    errors?: { extensions?: { code?: string } }[];
-  };
-  if (body.errors) throw new Error(body.errors[0]?.extensions?.code ?? 'ERROR');
-  return body.data!;
-}
+type TransferOutData = { transferOut: { voucherCode: string } };
+type TransferInData = { transferIn: { status: string } };
 
-function serverPair(app: RunningApp, tokens: Map<string, string>, expiry: Date, hot: boolean) {
+function serverPair(app: RunningApp, users: number, tokens: Map<string, string>, expiry: Date, hot: boolean) {
   return async (): Promise<[number, number]> => {
-    const [giver, receiver] = pickPair('user-', USERS, hot);
+    const [giver, receiver] = pickPair('user-', users, hot);
     const t0 = performance.now();
-    const out = await graphql(app.url, tokens.get(giver)!, TRANSFER_OUT, {
+    const out = await postGraphql<TransferOutData>(app.url, tokens.get(giver)!, TRANSFER_OUT, {
       input: {
         receiverId: receiver,
         items: [{ amount: centsToAmount(randomCents()), expiryDate: expiry.toISOString() }],
       },
     });
     const t1 = performance.now();
-    const redeemed = await graphql(app.url, tokens.get(receiver)!, TRANSFER_IN, { code: out.transferOut!.voucherCode });
-    if (redeemed.transferIn!.status !== 'SUCCESS') throw new Error(`transferIn ${redeemed.transferIn!.status}`);
+    const redeemed = await postGraphql<TransferInData>(app.url, tokens.get(receiver)!, TRANSFER_IN, {
+      code: out.transferOut.voucherCode,
+    });
+    if (redeemed.transferIn.status !== 'SUCCESS') throw new Error(`transferIn ${redeemed.transferIn.status}`);
     return [t1 - t0, performance.now() - t1];
   };
 }
@@ -183,9 +122,9 @@ async function inTransaction<T>(pool: PgPool, userId: string, work: (client: PgC
   }
 }
 
-function baselinePair(pool: PgPool, codec: VoucherCodec, expiry: Date, hot: boolean) {
+function baselinePair(pool: PgPool, users: number, codec: VoucherCodec, expiry: Date, hot: boolean) {
   return async (): Promise<[number, number]> => {
-    const [giver, receiver] = pickPair('raw-', USERS, hot);
+    const [giver, receiver] = pickPair('raw-', users, hot);
     const amount = randomCents();
     const t0 = performance.now();
     const code = await inTransaction(pool, giver, async (client) => {
@@ -264,10 +203,15 @@ function baselinePair(pool: PgPool, codec: VoucherCodec, expiry: Date, hot: bool
 }
 
 // ---------------------------------------------------------------------------------------------------
-// Set-up and invariants
+// Set-up
 
-async function seedServerUsers(app: RunningApp, pool: PgPool, expiry: Date): Promise<Map<string, string>> {
-  const ids = Array.from({ length: USERS }, (_, index) => `user-${index}`);
+async function seedServerUsers(
+  environment: BenchEnvironment,
+  users: number,
+  expiry: Date,
+): Promise<Map<string, string>> {
+  const { app, pool } = environment;
+  const ids = Array.from({ length: users }, (_, index) => `user-${index}`);
   await pool.query(`insert into auth_users (id, name) select unnest($1::text[]), 'Bench user'`, [ids]);
   const tokens = new Map<string, string>();
   let next = 0;
@@ -275,7 +219,7 @@ async function seedServerUsers(app: RunningApp, pool: PgPool, expiry: Date): Pro
     Array.from({ length: 16 }, async () => {
       while (next < ids.length) {
         const userId = ids[next++]!;
-        tokens.set(userId, await mintToken(JWT_SECRET, { userId, ttl: '2h' }));
+        tokens.set(userId, await environment.token(userId));
         await app.services.quota.grantQuota(app.services.orm.em.fork(), {
           userId,
           amount: userId === 'user-0' ? HOT_BALANCE : START_BALANCE,
@@ -289,8 +233,8 @@ async function seedServerUsers(app: RunningApp, pool: PgPool, expiry: Date): Pro
 }
 
 /** Baseline users get the same starting ledger by SQL (they never reach the gateway). */
-async function seedBaselineUsers(pool: PgPool, expiry: Date): Promise<void> {
-  const ids = Array.from({ length: USERS }, (_, index) => `raw-${index}`);
+async function seedBaselineUsers(pool: PgPool, users: number, expiry: Date): Promise<void> {
+  const ids = Array.from({ length: users }, (_, index) => `raw-${index}`);
   const amounts = ids.map((id) => centsToDecimalString(id === 'raw-0' ? HOT_BALANCE : START_BALANCE));
   await pool.query(`insert into auth_users (id, name) select unnest($1::text[]), 'Baseline user'`, [ids]);
   await pool.query(
@@ -305,113 +249,81 @@ async function seedBaselineUsers(pool: PgPool, expiry: Date): Promise<void> {
   );
 }
 
-/** SPEC §11's invariants; baseline users (raw-…) are checked without the gateway, which they never touch. */
-async function ledgerViolations(pool: PgPool, simulator: GatewaySimulator): Promise<string[]> {
-  const violations: string[] = [];
-  const users = await pool.query<{ user_id: string; valid: string; audited: string }>(
-    `select u.user_id,
-            coalesce((select sum(amount) from quota q where q.user_id = u.user_id and q.status = 'VALID'), 0)::text as valid,
-            coalesce((select sum(amount) from quota_audit a where a.user_id = u.user_id), 0)::text as audited
-       from (select user_id from quota union select user_id from quota_audit) u`,
-  );
-  for (const user of users.rows) {
-    const valid = decimalToCents(user.valid);
-    if (decimalToCents(user.audited) !== valid) violations.push(`${user.user_id}: Σ audits ≠ Σ VALID`);
-    if (!user.user_id.startsWith('raw-') && simulator.getUser(user.user_id).total !== valid) {
-      violations.push(`${user.user_id}: gateway total ≠ Σ VALID`);
-    }
-  }
-  const negative = await pool.query('select id from quota where amount < 0');
-  for (const row of negative.rows) violations.push(`negative batch ${String(row.id)}`);
-  const twice = await pool.query(
-    `select voucher_code from voucher_redemption group by voucher_code having count(*) > 1`,
-  );
-  for (const _ of twice.rows) violations.push('a voucher redeemed twice');
-  const unredeemed = await pool.query<{ n: string }>(
-    `select count(*) as n from quota_audit a where a.operation = 'TRANSFER_OUT'
-        and not exists (select 1 from voucher_redemption r where md5(r.voucher_code) = md5(a.voucher_code))`,
-  );
-  const lost = Number(unredeemed.rows[0]!.n);
-  if (lost > 0) violations.push(`${lost} issued vouchers never redeemed`);
-  return violations;
-}
-
-function ratioLine(server: Run, baseline: Run): string {
-  const ratio = server.pairs / server.seconds / (baseline.pairs / baseline.seconds);
-  return `  server / raw SQL throughput: ${ratio.toFixed(3)} (the server reaches ${(ratio * 100).toFixed(1)}% of the database floor)`;
-}
-
-async function main(): Promise<void> {
-  const folder = await mkdtemp(path.join(tmpdir(), 'qm-bench-'));
-  // As root the cluster runs as user postgres, who must be able to enter the folder (mkdtemp makes it 0700).
-  await chmod(folder, 0o755);
-  const logger = silentLogger();
-  const database = await startEmbeddedPostgres({ root: path.join(folder, 'data'), persistent: false, logger });
-  const simulator = new GatewaySimulator();
-  let app: RunningApp | undefined;
-  let pool: PgPool | undefined;
+export async function run(options: BenchOptions = {}): Promise<BenchResult> {
+  const { quick, log } = resolveOptions(options);
+  const users = envInt('BENCH_USERS', quick ? 200 : 1000);
+  const clients = envInt('BENCH_CLIENTS', 32);
+  const pairs = envInt('BENCH_PAIRS', quick ? 300 : 2000);
+  const hotPairs = envInt('BENCH_HOT_PAIRS', quick ? 150 : 1000);
+  let environment: BenchEnvironment | undefined;
   try {
-    const databaseUrl = database.url.replace(/\/postgres$/, '/bench_transfer');
-    const gatewayUrl = await simulator.start(0);
-    const config = loadConfig({
-      DATABASE_URL: databaseUrl,
-      AIGATEWAY_URL: gatewayUrl,
-      AUTH_JWT_SECRET: JWT_SECRET,
-      VOUCHER_SIGNING_KEY: VOUCHER_KEY,
-      TZ_NAME: ZONE,
-      HOST: '127.0.0.1',
-      LOG_LEVEL: 'silent',
-    });
-    config.port = 0;
-    app = await startApp({ config, logger, schedule: false });
-    pool = new pg.Pool({ connectionString: databaseUrl, max: 20 });
-    pool.on('error', () => undefined);
-
-    const expiry = endOfMonth(new Date(), ZONE, 1);
+    environment = await startBenchEnvironment({ name: 'transfer', options });
+    const { app, pool, simulator } = environment;
+    const expiry = endOfMonth(new Date(), BENCH_ZONE, 1);
     const seedStarted = performance.now();
-    const tokens = await seedServerUsers(app, pool, expiry);
-    await seedBaselineUsers(pool, expiry);
-    const codec = new VoucherCodec({ signingKey: VOUCHER_KEY }, ZONE);
-    console.log(
-      `Transfer benchmark: ${USERS} users, ${CLIENTS} concurrent clients, PostgreSQL ${await serverVersion(pool)} ` +
-        `(embedded), gateway simulator over HTTP; seeded in ${((performance.now() - seedStarted) / 1000).toFixed(1)} s\n`,
+    const tokens = await seedServerUsers(environment, users, expiry);
+    await seedBaselineUsers(pool, users, expiry);
+    const codec = new VoucherCodec({ signingKey: BENCH_VOUCHER_KEY }, BENCH_ZONE);
+    log(
+      `Transfer benchmark: ${users} users, ${clients} concurrent clients, PostgreSQL ${environment.postgresVersion} ` +
+        `(embedded), gateway simulator over HTTP; seeded in ${((performance.now() - seedStarted) / 1000).toFixed(1)} s` +
+        `${quick ? ', quick' : ''}\n`,
     );
 
+    const server = (hot: boolean) => serverPair(app, users, tokens, expiry, hot);
+    const raw = (hot: boolean) => baselinePair(pool, users, codec, expiry, hot);
     // Warm-up: connections, JIT, prepared paths.
-    await drive('warm-up', 64, CLIENTS, serverPair(app, tokens, expiry, false));
-    await drive('warm-up', 64, CLIENTS, baselinePair(pool, codec, expiry, false));
+    await drive({ name: 'warm-up', total: 64, clients }, server(false));
+    await drive({ name: 'warm-up', total: 64, clients }, raw(false));
 
-    const server = await drive('server, random pairs', PAIRS, CLIENTS, serverPair(app, tokens, expiry, false));
-    const baseline = await drive('raw SQL, random pairs', PAIRS, CLIENTS, baselinePair(pool, codec, expiry, false));
-    console.log(describeRun(server));
-    console.log(describeRun(baseline));
-    console.log(`${ratioLine(server, baseline)}\n`);
+    const random = await drive({ name: 'server, random pairs', total: pairs, clients }, server(false));
+    const randomRaw = await drive({ name: 'raw SQL, random pairs', total: pairs, clients }, raw(false));
+    log(describeRun(random));
+    log(describeRun(randomRaw));
+    log(`${ratioLine(random, randomRaw)}\n`);
 
-    const hotServer = await drive('server, hot giver', HOT_PAIRS, CLIENTS, serverPair(app, tokens, expiry, true));
-    const hotBaseline = await drive('raw SQL, hot giver', HOT_PAIRS, CLIENTS, baselinePair(pool, codec, expiry, true));
-    console.log(describeRun(hotServer));
-    console.log(describeRun(hotBaseline));
-    console.log(`${ratioLine(hotServer, hotBaseline)}\n`);
+    const hot = await drive({ name: 'server, hot giver', total: hotPairs, clients }, server(true));
+    const hotRaw = await drive({ name: 'raw SQL, hot giver', total: hotPairs, clients }, raw(true));
+    log(describeRun(hot));
+    log(describeRun(hotRaw));
+    log(`${ratioLine(hot, hotRaw)}\n`);
 
-    const violations = await ledgerViolations(pool, simulator);
-    console.log(`Invariant violations: ${violations.length}`);
-    for (const violation of violations.slice(0, 20)) console.log(`  ${violation}`);
-    if (violations.length > 0) process.exitCode = 1;
+    const violations = await ledgerViolations(pool, simulator, {
+      offGateway: (userId) => userId.startsWith('raw-'),
+      everyVoucherRedeemed: true,
+    });
+    reportViolations(log, violations);
+
+    const latency = summarize(random.latency);
+    const rawLatency = summarize(randomRaw.latency);
+    const hotLatency = summarize(hot.latency);
+    const ratio = random.rate / randomRaw.rate;
+    const failed = [...random.failures.values(), ...hot.failures.values()].reduce((sum, n) => sum + n, 0);
+    return {
+      name: 'transfer',
+      figures: {
+        users,
+        clients,
+        transfersPerSecond: round(random.rate, 1),
+        p50Ms: round(latency.p50, 1),
+        p99Ms: round(latency.p99, 1),
+        rawTransfersPerSecond: round(randomRaw.rate, 1),
+        rawP50Ms: round(rawLatency.p50, 1),
+        rawP99Ms: round(rawLatency.p99, 1),
+        hotGiverTransfersPerSecond: round(hot.rate, 1),
+        hotGiverP99Ms: round(hotLatency.p99, 1),
+        hotGiverRatio: round(hot.rate / hotRaw.rate, 3),
+        failed,
+        invariantViolations: violations.length,
+      },
+      baseline: `raw SQL ${randomRaw.rate.toFixed(0)} transfers/s`,
+      ratio: round(ratio, 3),
+      target: `server/raw ≥ ${TARGET_RATIO}, p99 ≤ ${TARGET_P99_MS} ms`,
+      met: ratio >= TARGET_RATIO && latency.p99 <= TARGET_P99_MS,
+    };
   } finally {
-    await pool?.end();
-    await app?.stop();
-    await simulator.stop();
-    await database.stop();
-    await rm(folder, { recursive: true, force: true });
+    await environment?.stop();
   }
 }
 
-async function serverVersion(pool: PgPool): Promise<string> {
-  const rows = await pool.query<{ server_version: string }>('show server_version');
-  return rows.rows[0]!.server_version;
-}
-
-main().catch((error: unknown) => {
-  console.error(error);
-  process.exit(1);
-});
+runIfMain(import.meta.url, run);

@@ -1,0 +1,574 @@
+import 'reflect-metadata';
+import { randomBytes } from 'node:crypto';
+import { chmod, mkdtemp, rm } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { type RunningApp, startApp } from '../src/app.js';
+import { loadConfig } from '../src/config.js';
+import { startEmbeddedPostgres } from '../src/db/embedded-postgres.js';
+import { silentLogger } from '../src/logger.js';
+import { mintToken } from '../src/modules/auth/token-verifier.js';
+import { GatewaySimulator } from '../src/modules/gateway/simulator/gateway-simulator.js';
+import { decimalToCents } from '../src/money.js';
+
+/**
+ * What every benchmark shares: the result type the runner (run-all.ts) collects, options, an embedded
+ * PostgreSQL with a fresh database, the gateway simulator over HTTP, the app, tokens, a pg pool for
+ * raw-SQL baselines, a concurrent driver with latency percentiles, SQL statement counting, memory
+ * sampling, the ledger invariants and printing.
+ *
+ * A bench module exports `run(options): Promise<BenchResult>` and ends with `runIfMain(import.meta.url, run)`,
+ * so it runs alone (`npm run bench:<name>`) and under `npm run bench`.
+ */
+
+// ---------------------------------------------------------------------------------------------------
+// The contract between a bench and the runner
+
+export interface BenchResult {
+  /** Short name, e.g. `scan`, `transfer`, `read`, `expiry`, `permissions`. */
+  name: string;
+  /** The measured figures, named with their unit (`grantsPerSecond`, `p99Ms`, `peakRssMb`, …). */
+  figures: Record<string, number | string>;
+  /**
+   * What the bench is compared with, measured in the same run: its figure in words (`raw bulk INSERT
+   * 80283 grants/s`) or as a number in the bench's main unit.
+   */
+  baseline: string | number;
+  /** The bench's main figure over the baseline's, in the sense of the target (e.g. server/raw); null = none. */
+  ratio: number | null;
+  /** The target in words, e.g. `ratio ≥ 0.30, p99 ≤ 50 ms`; '' when the issue sets none. */
+  target: string;
+  /** Whether every part of the target was met; null when there is no target. */
+  met: boolean | null;
+}
+
+export interface BenchOptions {
+  /** Small sizes for a smoke run (the bench still does everything, on fewer rows). BENCH_QUICK=1 alone. */
+  quick?: boolean;
+  /**
+   * A PostgreSQL server (postgres://… of any database on it) on which the bench creates, and drops
+   * afterwards, a database of its own; the runner passes one embedded cluster to every bench. Absent:
+   * the bench starts an embedded PostgreSQL of its own.
+   */
+  postgresUrl?: string;
+  /** Where the bench prints its report lines (default: stdout). */
+  log?: (line: string) => void;
+}
+
+export type BenchRun = (options?: BenchOptions) => Promise<BenchResult>;
+
+/** The options with their defaults filled in. */
+export function resolveOptions(options: BenchOptions = {}): Required<Omit<BenchOptions, 'postgresUrl'>> & {
+  postgresUrl?: string;
+} {
+  return {
+    quick: options.quick ?? isQuickFromEnv(),
+    postgresUrl: options.postgresUrl,
+    log: options.log ?? ((line: string) => console.log(line)),
+  };
+}
+
+function isQuickFromEnv(): boolean {
+  const value = process.env.BENCH_QUICK;
+  return value !== undefined && value !== '' && value !== '0' && value.toLowerCase() !== 'false';
+}
+
+/**
+ * Runs the bench when this module is the program (`tsx bench/x.ts`), not when the runner imports it:
+ * prints its result and exits non-zero only on an error (a missed target is a figure, not a failure).
+ */
+export function runIfMain(moduleUrl: string, run: BenchRun): void {
+  const entry = process.argv[1];
+  if (!entry || pathToFileURL(path.resolve(entry)).href !== moduleUrl) return;
+  run()
+    .then((result) => {
+      console.log(`\n${formatResultTable([result])}`);
+    })
+    .catch((error: unknown) => {
+      console.error(error);
+      process.exit(1);
+    });
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Settings
+
+/** A positive whole number from the environment, or the fallback. */
+export function envInt(name: string, fallback: number): number {
+  const value = process.env[name];
+  if (value === undefined || value === '') return fallback;
+  const parsed = Number(value);
+  if (!Number.isInteger(parsed) || parsed < 1) throw new Error(`${name} must be a positive whole number`);
+  return parsed;
+}
+
+export const BENCH_JWT_SECRET = 'bench-jwt-secret-that-is-at-least-32-bytes';
+export const BENCH_VOUCHER_KEY = 'bench-voucher-key-that-is-at-least-32-bytes';
+export const BENCH_ZONE = 'Asia/Shanghai';
+
+// ---------------------------------------------------------------------------------------------------
+// pg, for raw-SQL baselines and seeding (pg ships no types of its own; @mikro-orm/postgresql depends on it)
+
+export interface PgClient {
+  query<R = Record<string, unknown>>(text: string, values?: unknown[]): Promise<{ rows: R[] }>;
+  release(): void;
+}
+export interface PgPool {
+  connect(): Promise<PgClient>;
+  query<R = Record<string, unknown>>(text: string, values?: unknown[]): Promise<{ rows: R[] }>;
+  end(): Promise<void>;
+  on(event: 'error', listener: (error: Error) => void): void;
+}
+const pg = createRequire(import.meta.url)('pg') as {
+  Pool: new (options: { connectionString: string; max: number }) => PgPool;
+};
+
+export function createPool(connectionString: string, max = 20): PgPool {
+  const pool = new pg.Pool({ connectionString, max });
+  pool.on('error', () => undefined);
+  return pool;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The environment: PostgreSQL, a fresh database, the simulator, the app
+
+export interface BenchEnvironment {
+  app: RunningApp;
+  simulator: GatewaySimulator;
+  /** A pg pool on the bench's database, beside the app's own. */
+  pool: PgPool;
+  databaseUrl: string;
+  postgresVersion: string;
+  /** A verified-token JWT for this user (HS256 with the app's secret, 2 h). */
+  token(userId: string, admin?: boolean): Promise<string>;
+  stop(): Promise<void>;
+}
+
+export interface BenchEnvironmentOptions {
+  /** Names the database (`bench_<name>_<random>`) and the temp folder. */
+  name: string;
+  options: BenchOptions;
+  /** Extra environment for the app's config (over the bench defaults). */
+  env?: Record<string, string>;
+  /** false = no HTTP server (benches that call services directly). Default true. */
+  listen?: boolean;
+  /** Size of the raw pg pool (default 20). */
+  poolSize?: number;
+}
+
+/**
+ * An app on a fresh database with the gateway simulator over HTTP, no cron schedules (benches
+ * trigger jobs themselves), logs silenced. `stop()` undoes everything it started.
+ */
+export async function startBenchEnvironment(settings: BenchEnvironmentOptions): Promise<BenchEnvironment> {
+  const undo: (() => Promise<unknown>)[] = [];
+  const stop = async () => {
+    for (const step of undo.reverse()) await step().catch(() => undefined);
+  };
+  try {
+    let serverUrl = settings.options.postgresUrl;
+    if (!serverUrl) {
+      const own = await startOwnPostgres(settings.name);
+      undo.push(own.stop);
+      serverUrl = own.url;
+    }
+    const databaseUrl = withDatabase(serverUrl, `bench_${settings.name}_${randomBytes(3).toString('hex')}`);
+    // Dropped last (undo runs in reverse): after the app and the pool have closed their connections.
+    undo.push(() => dropDatabase(serverUrl, databaseUrl));
+    const simulator = new GatewaySimulator();
+    const gatewayUrl = await simulator.start(0);
+    undo.push(() => simulator.stop());
+    const config = loadConfig({
+      DATABASE_URL: databaseUrl,
+      AIGATEWAY_URL: gatewayUrl,
+      AUTH_JWT_SECRET: BENCH_JWT_SECRET,
+      VOUCHER_SIGNING_KEY: BENCH_VOUCHER_KEY,
+      TZ_NAME: BENCH_ZONE,
+      HOST: '127.0.0.1',
+      LOG_LEVEL: 'silent',
+      ...settings.env,
+    });
+    config.port = 0;
+    const app = await startApp({ config, logger: silentLogger(), schedule: false, listen: settings.listen ?? true });
+    undo.push(() => app.stop());
+    const pool = createPool(databaseUrl, settings.poolSize ?? 20);
+    undo.push(() => pool.end());
+    const version = await pool.query<{ server_version: string }>('show server_version');
+    return {
+      app,
+      simulator,
+      pool,
+      databaseUrl,
+      postgresVersion: version.rows[0]!.server_version,
+      token: (userId, admin = false) => mintToken(BENCH_JWT_SECRET, { userId, admin, ttl: '2h' }),
+      stop,
+    };
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+}
+
+/** An embedded PostgreSQL in a temp folder, removed on stop. */
+export async function startOwnPostgres(name: string): Promise<{ url: string; stop(): Promise<void> }> {
+  const folder = await mkdtemp(path.join(tmpdir(), `qm-bench-${name}-`));
+  // As root the cluster runs as user postgres, who must be able to enter the folder (mkdtemp makes it 0700).
+  await chmod(folder, 0o755);
+  const database = await startEmbeddedPostgres({
+    root: path.join(folder, 'data'),
+    persistent: false,
+    logger: silentLogger(),
+  });
+  return {
+    url: database.url,
+    async stop() {
+      await database.stop();
+      await rm(folder, { recursive: true, force: true });
+    },
+  };
+}
+
+function withDatabase(serverUrl: string, database: string): string {
+  const url = new URL(serverUrl);
+  url.pathname = `/${database}`;
+  return url.toString();
+}
+
+async function dropDatabase(serverUrl: string, databaseUrl: string): Promise<void> {
+  const admin = createPool(withDatabase(serverUrl, 'postgres'), 1);
+  try {
+    const name = new URL(databaseUrl).pathname.slice(1);
+    await admin.query(`drop database if exists "${name}" with (force)`);
+  } finally {
+    await admin.end();
+  }
+}
+
+/** Tokens for many users, minted a few at a time. */
+export async function mintTokens(
+  environment: Pick<BenchEnvironment, 'token'>,
+  userIds: readonly string[],
+  admin = false,
+): Promise<Map<string, string>> {
+  const tokens = new Map<string, string>();
+  for (const userId of userIds) tokens.set(userId, await environment.token(userId, admin));
+  return tokens;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// GraphQL over HTTP (fetch, keep-alive): the one client of every bench, server and baseline alike
+
+export class GraphqlError extends Error {}
+
+/** POSTs one operation; throws a GraphqlError whose message is the first error's code. */
+export async function postGraphql<T = Record<string, unknown>>(
+  url: string,
+  token: string | null,
+  query: string,
+  variables: Record<string, unknown> = {},
+): Promise<T> {
+  const headers: Record<string, string> = { 'content-type': 'application/json' };
+  if (token) headers.authorization = `Bearer ${token}`;
+  const response = await fetch(url, { method: 'POST', headers, body: JSON.stringify({ query, variables }) });
+  const body = (await response.json()) as { data?: T; errors?: { extensions?: { code?: string } }[] };
+  if (body.errors) throw new GraphqlError(body.errors[0]?.extensions?.code ?? 'ERROR');
+  if (!response.ok || body.data === undefined) throw new GraphqlError(`HTTP ${response.status}`);
+  return body.data;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Driving load and reading latencies
+
+export interface DriveRun<T> {
+  name: string;
+  completed: number;
+  seconds: number;
+  /** completed / seconds. */
+  rate: number;
+  /** Per successful operation, in ms, in completion order. */
+  latency: number[];
+  /** What each successful operation returned, in completion order. */
+  values: T[];
+  /** Failures by their error message (a GraphQL error code). */
+  failures: Map<string, number>;
+}
+
+export interface DriveOptions {
+  name: string;
+  clients: number;
+  /** Stop after this many operations… */
+  total?: number;
+  /** …or after this many seconds (whichever comes first; one of them is required). */
+  seconds?: number;
+}
+
+/**
+ * `clients` workers, each doing one operation after another (closed loop) until `total` operations
+ * were started or `seconds` passed. `work(index)` runs one operation; its time is the latency.
+ */
+export async function drive<T>(options: DriveOptions, work: (index: number) => Promise<T>): Promise<DriveRun<T>> {
+  if (options.total === undefined && options.seconds === undefined) throw new Error('drive needs total or seconds');
+  const total = options.total ?? Number.POSITIVE_INFINITY;
+  const run: DriveRun<T> = {
+    name: options.name,
+    completed: 0,
+    seconds: 0,
+    rate: 0,
+    latency: [],
+    values: [],
+    failures: new Map(),
+  };
+  let next = 0;
+  const started = performance.now();
+  const deadline = options.seconds === undefined ? Number.POSITIVE_INFINITY : started + options.seconds * 1000;
+  await Promise.all(
+    Array.from({ length: options.clients }, async () => {
+      while (next < total && performance.now() < deadline) {
+        const index = next++;
+        const begun = performance.now();
+        try {
+          const value = await work(index);
+          run.latency.push(performance.now() - begun);
+          run.values.push(value);
+          run.completed += 1;
+        } catch (error) {
+          const code = error instanceof Error ? error.message : String(error);
+          run.failures.set(code, (run.failures.get(code) ?? 0) + 1);
+        }
+      }
+    }),
+  );
+  run.seconds = (performance.now() - started) / 1000;
+  run.rate = run.completed / run.seconds;
+  return run;
+}
+
+/** The value below which `fraction` of the sorted samples lie (nearest rank). */
+export function percentile(sorted: readonly number[], fraction: number): number {
+  if (sorted.length === 0) return Number.NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor(fraction * sorted.length))]!;
+}
+
+export interface LatencySummary {
+  count: number;
+  p50: number;
+  p99: number;
+  max: number;
+  mean: number;
+}
+
+export function summarize(samples: readonly number[]): LatencySummary {
+  const sorted = [...samples].sort((a, b) => a - b);
+  const sum = sorted.reduce((total, value) => total + value, 0);
+  return {
+    count: sorted.length,
+    p50: percentile(sorted, 0.5),
+    p99: percentile(sorted, 0.99),
+    max: sorted.length > 0 ? sorted[sorted.length - 1]! : Number.NaN,
+    mean: sorted.length > 0 ? sum / sorted.length : Number.NaN,
+  };
+}
+
+export function describeFailures(failures: Map<string, number>): string {
+  return [...failures].map(([code, count]) => `${code}×${count}`).join(', ') || 'none';
+}
+
+// ---------------------------------------------------------------------------------------------------
+// SQL statements the app sends (its MikroORM's knex emits one `query` event per statement)
+
+interface KnexLike {
+  on(event: 'query', listener: (query: { sql?: string }) => void): unknown;
+  off(event: 'query', listener: (query: { sql?: string }) => void): unknown;
+}
+
+export interface StatementCounter {
+  /** Statements since start (or the last reset). */
+  readonly count: number;
+  /** Statements by their first word (select, insert, begin, …). */
+  byVerb(): Record<string, number>;
+  reset(): void;
+  stop(): void;
+}
+
+/**
+ * Counts every SQL statement the app's ORM sends to PostgreSQL — entity queries, em.execute and
+ * transaction begin/commit alike — through the knex instance under MikroORM. No mock: the statements
+ * still run.
+ */
+export function countStatements(app: RunningApp): StatementCounter {
+  const knex = app.services.orm.em.getConnection().getKnex() as unknown as KnexLike;
+  let count = 0;
+  let verbs = new Map<string, number>();
+  const listener = (query: { sql?: string }) => {
+    count += 1;
+    const verb = (query.sql ?? '').trim().split(/\s+/, 1)[0]!.toLowerCase().replace(/;$/, '') || '?';
+    verbs.set(verb, (verbs.get(verb) ?? 0) + 1);
+  };
+  knex.on('query', listener);
+  return {
+    get count() {
+      return count;
+    },
+    byVerb: () => Object.fromEntries([...verbs].sort((a, b) => b[1] - a[1])),
+    reset() {
+      count = 0;
+      verbs = new Map();
+    },
+    stop() {
+      knex.off('query', listener);
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Memory
+
+export interface MemoryPeak {
+  rss: number;
+  heap: number;
+  /** Largest heap still in use right after a full GC (needs `node --expose-gc`); 0 without it. */
+  liveHeap: number;
+}
+
+/**
+ * Samples memory every 50 ms while something runs, and once a second (with --expose-gc) forces a full
+ * collection and records the live heap. `onCollect` runs before each collection (e.g. to empty the
+ * simulator's call log, which lives in this process too and is not the measured code's memory).
+ */
+export function sampleMemory(onCollect?: () => void): { stop(): MemoryPeak } {
+  const peak: MemoryPeak = { rss: 0, heap: 0, liveHeap: 0 };
+  const sample = () => {
+    const usage = process.memoryUsage();
+    peak.rss = Math.max(peak.rss, usage.rss);
+    peak.heap = Math.max(peak.heap, usage.heapUsed);
+  };
+  const collect = () => {
+    onCollect?.();
+    if (!global.gc) return;
+    global.gc();
+    peak.liveHeap = Math.max(peak.liveHeap, process.memoryUsage().heapUsed);
+  };
+  sample();
+  const sampler = setInterval(sample, 50);
+  const collector = setInterval(collect, 1000);
+  return {
+    stop() {
+      clearInterval(sampler);
+      clearInterval(collector);
+      sample();
+      collect();
+      return { ...peak };
+    },
+  };
+}
+
+export const mb = (bytes: number): string => `${(bytes / 1024 / 1024).toFixed(1)} MB`;
+export const toMb = (bytes: number): number => round(bytes / 1024 / 1024, 1);
+
+// ---------------------------------------------------------------------------------------------------
+// Ledger invariants (SPEC §11)
+
+export interface InvariantOptions {
+  /** Users the gateway never hears of (raw-SQL baselines): checked against the database only. */
+  offGateway?: (userId: string) => boolean;
+  /** Also require every issued voucher to have been redeemed (benches that redeem all they issue). */
+  everyVoucherRedeemed?: boolean;
+}
+
+/**
+ * SPEC §11 for every user the ledger knows: Σ audits = Σ VALID, gateway total = Σ VALID, no negative
+ * batch, no voucher redeemed twice, no single strategy granting a user twice (raw baselines' executions,
+ * fire key `raw`, left out). Returns the violations found (empty = all hold).
+ */
+export async function ledgerViolations(
+  pool: PgPool,
+  simulator: GatewaySimulator,
+  options: InvariantOptions = {},
+): Promise<string[]> {
+  const offGateway = options.offGateway ?? (() => false);
+  const violations: string[] = [];
+  const users = await pool.query<{ user_id: string; valid: string; audited: string }>(
+    `select u.user_id,
+            coalesce((select sum(amount) from quota q where q.user_id = u.user_id and q.status = 'VALID'), 0)::text as valid,
+            coalesce((select sum(amount) from quota_audit a where a.user_id = u.user_id), 0)::text as audited
+       from (select user_id from quota union select user_id from quota_audit) u`,
+  );
+  for (const user of users.rows) {
+    const valid = decimalToCents(user.valid);
+    if (decimalToCents(user.audited) !== valid) violations.push(`${user.user_id}: Σ audits ≠ Σ VALID`);
+    if (!offGateway(user.user_id) && simulator.getUser(user.user_id).total !== valid) {
+      violations.push(`${user.user_id}: gateway total ≠ Σ VALID`);
+    }
+  }
+  const negative = await pool.query<{ id: string }>('select id::text from quota where amount < 0');
+  for (const row of negative.rows) violations.push(`negative batch ${row.id}`);
+  const twice = await pool.query(
+    'select voucher_code from voucher_redemption group by voucher_code having count(*) > 1',
+  );
+  if (twice.rows.length > 0) violations.push(`${twice.rows.length} vouchers redeemed twice`);
+  const grantedTwice = await pool.query<{ n: string }>(
+    `select count(*)::text as n from (select 1 from quota_execute e join quota_strategy s on s.id = e.strategy_id
+       where s.type = 'single' and e.status = 'completed' and e.fire_key <> 'raw'
+       group by e.strategy_id, e.user_id having count(*) > 1) twice`,
+  );
+  if (Number(grantedTwice.rows[0]!.n) > 0)
+    violations.push(`${grantedTwice.rows[0]!.n} users granted twice by a single strategy`);
+  if (options.everyVoucherRedeemed) {
+    const unredeemed = await pool.query<{ n: string }>(
+      `select count(*)::text as n from quota_audit a where a.operation = 'TRANSFER_OUT'
+          and not exists (select 1 from voucher_redemption r where md5(r.voucher_code) = md5(a.voucher_code))`,
+    );
+    const lost = Number(unredeemed.rows[0]!.n);
+    if (lost > 0) violations.push(`${lost} issued vouchers never redeemed`);
+  }
+  return violations;
+}
+
+/** Prints the violations (at most 20) and marks the process failed when there are any. */
+export function reportViolations(log: (line: string) => void, violations: readonly string[]): void {
+  log(`Invariant violations: ${violations.length}`);
+  for (const violation of violations.slice(0, 20)) log(`  ${violation}`);
+  if (violations.length > 0) process.exitCode = 1;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Printing
+
+export function round(value: number, digits = 0): number {
+  const factor = 10 ** digits;
+  return Math.round(value * factor) / factor;
+}
+
+export const fixed = (value: number, digits = 1): string => (Number.isFinite(value) ? value.toFixed(digits) : '–');
+
+/** Percent with one decimal: 0.2531 → "25.3%". */
+export const percent = (ratio: number): string => `${(ratio * 100).toFixed(1)}%`;
+
+/** A plain-text table with aligned columns. */
+export function formatTable(headers: readonly string[], rows: readonly (readonly string[])[]): string {
+  const widths = headers.map((header, column) =>
+    Math.max(header.length, ...rows.map((row) => (row[column] ?? '').length)),
+  );
+  const line = (cells: readonly string[]) =>
+    cells
+      .map((cell, column) => cell.padEnd(widths[column]!))
+      .join('  ')
+      .trimEnd();
+  return [line(headers), line(widths.map((width) => '-'.repeat(width))), ...rows.map(line)].join('\n');
+}
+
+/** The runner's short table: one row per bench. */
+export function formatResultTable(results: readonly BenchResult[]): string {
+  return formatTable(
+    ['bench', 'ratio', 'target', 'met', 'baseline'],
+    results.map((result) => [
+      result.name,
+      result.ratio === null ? '–' : result.ratio.toFixed(3),
+      result.target || '–',
+      result.met === null ? '–' : result.met ? 'yes' : 'NO',
+      String(result.baseline),
+    ]),
+  );
+}
