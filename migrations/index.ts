@@ -5,6 +5,7 @@ import { Migration20261123110000_employees } from './Migration20261123110000_emp
 import { Migration20261123120000_permissions } from './Migration20261123120000_permissions.js';
 import { Migration20261123130000_jobs } from './Migration20261123130000_jobs.js';
 import { Migration20261123140000_strategies } from './Migration20261123140000_strategies.js';
+import { Migration20261123150000_idempotency } from './Migration20261123150000_idempotency.js';
 
 /**
  * Every migration, in order. Static imports make discovery behave the same under tsc output, tsx
@@ -17,4 +18,5 @@ export const migrationsList: MigrationObject[] = [
   { name: 'Migration20261123120000_permissions', class: Migration20261123120000_permissions },
   { name: 'Migration20261123130000_jobs', class: Migration20261123130000_jobs },
   { name: 'Migration20261123140000_strategies', class: Migration20261123140000_strategies },
+  { name: 'Migration20261123150000_idempotency', class: Migration20261123150000_idempotency },
 ];

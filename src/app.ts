@@ -13,6 +13,8 @@ import { HrClient } from './modules/employees/hr-client.js';
 import { GatewayClient } from './modules/gateway/gateway.client.js';
 import { GatewayAdminService } from './modules/gateway/gateway-admin.service.js';
 import { HealthService } from './modules/health/health.service.js';
+import { IdempotencyKeys } from './modules/idempotency/idempotency-keys.js';
+import { createCronJob } from './modules/jobs/cron.js';
 import type { ScanTypeName } from './modules/jobs/job-run.entity.js';
 import { type JobHandler, JobRunner } from './modules/jobs/job-runner.js';
 import { JobsService } from './modules/jobs/jobs.service.js';
@@ -132,6 +134,7 @@ export async function startApp(options: StartAppOptions): Promise<RunningApp> {
     const scheduler = new Scheduler(jobRunner, config.timeZone, logger.child({ component: 'scheduler' }));
     const quotaLogger = logger.child({ component: 'quota' });
     const ledger = new Ledger(gateway, clock, quotaLogger, metrics.ledgerObserver);
+    const idempotencyKeys = new IdempotencyKeys(clock, config.idempotencyKeyRetentionHours);
     const services: Services = {
       config,
       clock,
@@ -145,10 +148,11 @@ export async function startApp(options: StartAppOptions): Promise<RunningApp> {
       metrics,
       gatewayAdmin: new GatewayAdminService(gateway, logger.child({ component: 'gateway-admin' })),
       permissions,
-      jobs: new JobsService(jobRunner),
+      jobs: new JobsService(jobRunner, idempotencyKeys),
+      idempotencyKeys,
       scheduler,
       ledger,
-      quota: new QuotaService(ledger, gateway, directory, config, clock, quotaLogger),
+      quota: new QuotaService(ledger, gateway, directory, config, clock, quotaLogger, idempotencyKeys),
       quotaExpiry: new QuotaExpiryService(orm, ledger, gateway, clock, quotaLogger),
       quotaSync: new QuotaSyncService(orm, ledger, gateway, quotaLogger, metrics.syncObserver),
       strategies: createStrategyService({
@@ -160,6 +164,7 @@ export async function startApp(options: StartAppOptions): Promise<RunningApp> {
         employees,
         gateway,
         runner: jobRunner,
+        keys: idempotencyKeys,
         quota: () => services.quota,
       }),
       vouchers: new VouchersService(
@@ -170,6 +175,7 @@ export async function startApp(options: StartAppOptions): Promise<RunningApp> {
         voucherCodec(config),
         clock,
         logger.child({ component: 'vouchers' }),
+        idempotencyKeys,
       ),
     };
 
@@ -219,6 +225,7 @@ const SYNC_QUOTAS_JOB_KEY = 'sync-quotas';
 const EMPLOYEE_SYNC_JOB_KEY = 'employee-sync';
 const EXPIRE_CRON = '0 0 0 1 * *';
 const EMPLOYEE_SYNC_CRON = '0 0 1 * * *';
+const IDEMPOTENCY_PURGE_CRON = '0 17 * * * *';
 
 /** The handlers behind triggerScan(type) and the schedules (SPEC §9): the same for both. */
 function scanHandlers(services: Services): Record<ScanTypeName, JobHandler> {
@@ -298,8 +305,20 @@ async function startSchedules(services: Services): Promise<() => Promise<void>> 
       await services.jobs.runner.start({ ...scan('EMPLOYEE_SYNC')(), trigger: 'STARTUP' });
     }
   }
+  // Forgetting expired idempotency keys is a plain delete, safe on every instance at once: no job run.
+  const keyPurge = createCronJob(IDEMPOTENCY_PURGE_CRON, config.timeZone, async () => {
+    try {
+      const purged = await services.idempotencyKeys.purgeExpired(services.orm.em.fork());
+      if (purged > 0) services.logger.info({ purged }, 'forgot expired idempotency keys');
+    } catch (error) {
+      services.logger.warn({ err: error }, 'could not purge expired idempotency keys; trying again next hour');
+    }
+  });
   services.logger.debug({ jobs: scheduler.scheduledKeys() }, 'schedules started');
-  return async () => strategySchedules.stop();
+  return async () => {
+    keyPurge.stop();
+    await strategySchedules.stop();
+  };
 }
 
 /** The voucher keys (SPEC §5): embedded mode generates the signing key; otherwise config requires it. */

@@ -84,6 +84,8 @@ export interface AppConfig {
   shutdownTimeoutMs: number;
   /** GET /metrics (Prometheus text) and the process metrics behind it; METRICS_ENABLED, default true. */
   metricsEnabled: boolean;
+  /** How long an idempotencyKey is remembered (IDEMPOTENCY_KEY_RETENTION_HOURS, at least 24). */
+  idempotencyKeyRetentionHours: number;
 }
 
 export class ConfigError extends Error {
@@ -277,6 +279,8 @@ export function loadConfig(env: Env = process.env): AppConfig {
     },
     shutdownTimeoutMs: read.integer('SHUTDOWN_TIMEOUT_MS', 10_000, 0, 600_000),
     metricsEnabled: read.boolean('METRICS_ENABLED', true),
+    // At least a day: clients retry across a night's outage and must still find their first answer.
+    idempotencyKeyRetentionHours: read.integer('IDEMPOTENCY_KEY_RETENTION_HOURS', 24, 24, 24 * 366),
   };
 }
 

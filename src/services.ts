@@ -7,6 +7,7 @@ import type { EmployeeSyncService } from './modules/employees/employee-sync.serv
 import type { GatewayClient } from './modules/gateway/gateway.client.js';
 import type { GatewayAdminService } from './modules/gateway/gateway-admin.service.js';
 import type { HealthService } from './modules/health/health.service.js';
+import type { IdempotencyKeys } from './modules/idempotency/idempotency-keys.js';
 import type { JobsService } from './modules/jobs/jobs.service.js';
 import type { Scheduler } from './modules/jobs/scheduler.js';
 import type { Metrics } from './modules/metrics/metrics.js';
@@ -41,6 +42,8 @@ export interface Services {
   gatewayAdmin: GatewayAdminService;
   /** Whitelists, switches, effective values and their pushes (SPEC §6). */
   permissions: PermissionService;
+  /** Idempotency keys of transferOut, deductQuota, runStrategy, triggerScan (kept IDEMPOTENCY_KEY_RETENTION_HOURS). */
+  idempotencyKeys: IdempotencyKeys;
   /** triggerScan, jobRun(s); modules register their scans on it. */
   jobs: JobsService;
   /** Cron jobs in the configured zone; modules schedule theirs on it. */

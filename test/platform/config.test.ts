@@ -308,6 +308,9 @@ describe('configuration errors name the variable', () => {
     ['AIGATEWAY_RETRIES', '11'],
     ['AUTH_CLOCK_TOLERANCE_SECONDS', '-5'],
     ['SHUTDOWN_TIMEOUT_MS', 'soon'],
+    // Keys must outlive a day of client retries (issue 6).
+    ['IDEMPOTENCY_KEY_RETENTION_HOURS', '23'],
+    ['IDEMPOTENCY_KEY_RETENTION_HOURS', 'a day'],
   ])('%s=%s is out of range or not a number', (variable, value) => {
     expectRefused({ [variable]: value }, variable);
   });

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { MikroORM } from '@mikro-orm/postgresql';
+import type { EntityManager, MikroORM } from '@mikro-orm/postgresql';
 import { isDomainError } from '../../errors.js';
 import type { Logger } from '../../logger.js';
 import { JobRun, type JobTrigger, type ScanTypeName } from './job-run.entity.js';
@@ -48,6 +48,12 @@ export interface JobRequest {
 
 export type ClaimResult = { started: true; run: JobRun } | { started: false; activeRun: JobRun | null };
 
+/** A claim made inside someone's transaction: `launch()` starts the run once that has committed. */
+export interface PendingClaim {
+  result: ClaimResult;
+  launch(): void;
+}
+
 export interface JobRunnerOptions {
   heartbeatMs?: number;
   staleAfterMs?: number;
@@ -86,9 +92,19 @@ export class JobRunner {
    * when the claim lost, the active run of that job (null for a scheduled fire another instance took).
    */
   async start(request: JobRequest): Promise<ClaimResult> {
-    if (this.stopping) return { started: false, activeRun: null };
+    const pending = await this.claimWithin(this.forkEntityManager(), request);
+    pending.launch();
+    return pending.result;
+  }
+
+  /**
+   * The claim of `start` as part of the caller's transaction (an idempotency key is stored with it).
+   * The run is executed only when the caller calls `launch()` after its commit: before that the row
+   * is invisible to the run's own progress writes.
+   */
+  async claimWithin(em: EntityManager, request: JobRequest): Promise<PendingClaim> {
+    if (this.stopping) return { result: { started: false, activeRun: null }, launch: () => {} };
     await this.reapStaleRuns();
-    const em = this.orm.em.fork();
     const now = new Date();
     const rows = await em.execute<{ id: string }[]>(
       `insert into job_run (type, job_key, exclusive, fire_key, trigger, strategy_id, status, requested_by,
@@ -113,11 +129,15 @@ export class JobRunner {
       const activeRun = request.exclusive
         ? await em.findOne(JobRun, { jobKey: request.jobKey, exclusive: true, status: { $in: ['QUEUED', 'RUNNING'] } })
         : null;
-      return { started: false, activeRun };
+      return { result: { started: false, activeRun }, launch: () => {} };
     }
     const run = await em.findOneOrFail(JobRun, { id: String(rows[0]!.id) });
-    this.execute(run, request);
-    return { started: true, run };
+    return { result: { started: true, run }, launch: () => this.execute(run, request) };
+  }
+
+  /** An EntityManager of the jobs' database for one claim outside any caller's transaction. */
+  forkEntityManager(): EntityManager {
+    return this.orm.em.fork();
   }
 
   /** Marks runs whose instance stopped sending heartbeats as FAILED, freeing their job. */

@@ -14,6 +14,8 @@ import {
 import { Role, viewerOf } from '../../graphql/auth-checker.js';
 import type { RequestContext } from '../../graphql/context.js';
 import { DateTimeScalar } from '../../graphql/scalars.js';
+import { IDEMPOTENCY_KEY_DESCRIPTION } from '../idempotency/idempotency.graphql.js';
+import { readIdempotencyKey } from '../idempotency/idempotency-keys.js';
 import type { JobRun } from './job-run.entity.js';
 
 export enum ScanType {
@@ -101,8 +103,12 @@ export class JobsResolver {
   })
   async triggerScan(
     @Arg('type', () => ScanType) type: ScanType,
+    @Arg('idempotencyKey', () => String, { nullable: true, description: IDEMPOTENCY_KEY_DESCRIPTION })
+    idempotencyKey: string | null,
     @Ctx() context: RequestContext,
   ): Promise<JobRunObject> {
-    return toJobRunObject(await context.services.jobs.triggerScan(type, viewerOf(context).userId));
+    const key = readIdempotencyKey(idempotencyKey);
+    const idempotency = key === undefined ? undefined : { em: context.em, key };
+    return toJobRunObject(await context.services.jobs.triggerScan(type, viewerOf(context).userId, idempotency));
   }
 }

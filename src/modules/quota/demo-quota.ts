@@ -4,6 +4,7 @@ import type { AppConfig } from '../../config.js';
 import type { Logger } from '../../logger.js';
 import { GatewayClient } from '../gateway/gateway.client.js';
 import { GatewaySimulator } from '../gateway/simulator/gateway-simulator.js';
+import { IdempotencyKeys } from '../idempotency/idempotency-keys.js';
 import { demoUsers } from '../users/demo-directory.js';
 import { UserDirectory } from '../users/user-directory.js';
 import { Ledger } from './ledger.js';
@@ -47,7 +48,8 @@ export async function seedDemoQuota(
   const gateway = new GatewayClient({ ...config.gateway, baseUrl }, logger);
   try {
     const ledger = new Ledger(gateway, clock, logger);
-    const quota = new QuotaService(ledger, gateway, new UserDirectory(orm, true), config, clock, logger);
+    const keys = new IdempotencyKeys(clock, config.idempotencyKeyRetentionHours);
+    const quota = new QuotaService(ledger, gateway, new UserDirectory(orm, true), config, clock, logger, keys);
     const now = clock.now();
     const expiries = { thisMonth: endOfMonth(now, clock.timeZone, 0), nextMonth: endOfMonth(now, clock.timeZone, 1) };
     let users = 0;

@@ -2,6 +2,8 @@ import { Arg, Args, Authorized, Ctx, FieldResolver, Mutation, Query, Resolver, R
 import { Role, requireSelfOrAdmin, viewerOf } from '../../graphql/auth-checker.js';
 import type { RequestContext } from '../../graphql/context.js';
 import { type Connection, ConnectionArgs } from '../../graphql/pagination.js';
+import { IDEMPOTENCY_KEY_DESCRIPTION } from '../idempotency/idempotency.graphql.js';
+import { readIdempotencyKey } from '../idempotency/idempotency-keys.js';
 import { ViewerObject } from '../users/viewer.resolver.js';
 import { toMonthlyUsageObject, toQuotaAuditObject, toUserQuotaObject } from './quota.mappers.js';
 import {
@@ -79,10 +81,13 @@ export class QuotaResolver {
   @Mutation(() => QuotaAuditObject)
   async deductQuota(
     @Arg('input', () => DeductQuotaInput) input: DeductQuotaInput,
+    @Arg('idempotencyKey', () => String, { nullable: true, description: IDEMPOTENCY_KEY_DESCRIPTION })
+    idempotencyKey: string | null,
     @Ctx() context: RequestContext,
   ): Promise<QuotaAuditObject> {
     const actor = viewerOf(context).userId;
-    const row = await context.services.quota.deductQuota(context.em, actor, input);
+    const key = readIdempotencyKey(idempotencyKey);
+    const row = await context.services.quota.deductQuota(context.em, actor, input, key);
     return toQuotaAuditObject(row);
   }
 }

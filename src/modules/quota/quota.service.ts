@@ -7,6 +7,7 @@ import { type Connection, type PageArgs, paginate } from '../../graphql/paginati
 import type { Logger } from '../../logger.js';
 import { type Cents, centsToAmount, decimalToCents, MAX_CENTS } from '../../money.js';
 import type { GatewayClient } from '../gateway/gateway.client.js';
+import type { IdempotencyKeys, IdempotentCall, StoredAnswer } from '../idempotency/idempotency-keys.js';
 import { starredProjects } from '../users/auth-user.entity.js';
 import type { UserDirectory } from '../users/user-directory.js';
 import {
@@ -96,6 +97,7 @@ export class QuotaService {
     private readonly config: Pick<AppConfig, 'githubStarRequiredRepo'>,
     private readonly clock: Clock,
     private readonly logger: Logger,
+    private readonly keys: IdempotencyKeys,
   ) {}
 
   /**
@@ -172,13 +174,32 @@ export class QuotaService {
    * deductQuota [admin]: takes the amount FIFO from what is available (after the gateway's used is
    * attributed), reduces batches, writes a DEDUCT audit and sets the gateway total. A reference makes it
    * idempotent: the same reference again returns the first audit; with another user or amount it is a
-   * CONFLICT. The partial unique index on DEDUCT references decides races.
+   * CONFLICT. The partial unique index on DEDUCT references decides races. An idempotency key works
+   * the same way for the caller who chose it, over all the arguments (stored with the deduction).
    */
-  async deductQuota(em: EntityManager, actor: string, input: DeductQuotaRequest): Promise<QuotaAuditRow> {
+  async deductQuota(
+    em: EntityManager,
+    actor: string,
+    input: DeductQuotaRequest,
+    idempotencyKey?: string,
+  ): Promise<QuotaAuditRow> {
     const userId = requireUserId(input.userId);
     const amount = requirePositiveAmount(input.amount);
     const reason = requireReason(input.reason);
     const reference = optionalReference(input.reference);
+    const call: IdempotentCall | undefined =
+      idempotencyKey === undefined
+        ? undefined
+        : {
+            operation: 'deductQuota',
+            principal: actor,
+            key: idempotencyKey,
+            request: { userId, amount, reason, reference: reference ?? null },
+          };
+    if (call) {
+      const earlier = await this.keys.lookup(em, call);
+      if (earlier) return this.rememberedDeduction(em, earlier);
+    }
     if (reference !== undefined) {
       const earlier = await this.findDeduction(em, reference);
       if (earlier) return this.replayDeduction(earlier, userId, amount);
@@ -186,6 +207,11 @@ export class QuotaService {
     await this.directory.requireById(userId);
     try {
       return await this.ledger.withUserLedger(em, userId, async (ledger) => {
+        if (call) {
+          // Waits here for a racing call with the key; then answers as it did.
+          const claim = await this.keys.claim(ledger.em, call);
+          if (!claim.claimed) return this.rememberedDeduction(ledger.em, claim.answer);
+        }
         if (reference !== undefined) {
           // A deduction with this reference for this user may have committed while we waited for the lock.
           const earlier = await this.findDeduction(ledger.em, reference);
@@ -226,6 +252,7 @@ export class QuotaService {
           reference,
           actor,
         });
+        if (call) await this.keys.remember(ledger.em, call, { auditId: audit.id });
         await ledger.pushTotal();
         return audit;
       });
@@ -295,6 +322,11 @@ export class QuotaService {
     if (!required) return null;
     const user = await this.directory.findById(userId);
     return starredProjects(user?.githubStar).includes(required);
+  }
+
+  /** The deduction an idempotency key remembers. */
+  private async rememberedDeduction(em: EntityManager, answer: StoredAnswer): Promise<QuotaAuditRow> {
+    return em.findOneOrFail(QuotaAuditRow, { id: String(answer.auditId) }, { disableIdentityMap: true });
   }
 
   private findDeduction(em: EntityManager, reference: string): Promise<QuotaAuditRow | null> {

@@ -4,6 +4,7 @@ import type { AppConfig } from '../../config.js';
 import type { Logger } from '../../logger.js';
 import type { EmployeeDirectory } from '../employees/employee-directory.js';
 import type { GatewayClient } from '../gateway/gateway.client.js';
+import type { IdempotencyKeys } from '../idempotency/idempotency-keys.js';
 import type { JobRunner } from '../jobs/job-runner.js';
 import type { QuotaService } from '../quota/quota.service.js';
 import type { UserDirectory } from '../users/user-directory.js';
@@ -22,6 +23,7 @@ export interface StrategyModuleDeps {
   employees: EmployeeDirectory;
   gateway: GatewayClient;
   runner: JobRunner;
+  keys: IdempotencyKeys;
   /** Read at grant time: the quota service is built alongside. */
   quota: () => Pick<QuotaService, 'grantQuota'>;
   executor?: StrategyExecutorOptions;
@@ -49,5 +51,6 @@ export function createStrategyService(deps: StrategyModuleDeps): StrategyService
     { timeZone: config.timeZone },
     clock,
     deps.logger.child({ component: 'strategies' }),
+    deps.keys,
   );
 }

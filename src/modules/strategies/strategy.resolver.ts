@@ -4,6 +4,8 @@ import type { RequestContext } from '../../graphql/context.js';
 import { type Connection, ConnectionArgs } from '../../graphql/pagination.js';
 import { DateTimeScalar } from '../../graphql/scalars.js';
 import { centsToAmount, decimalToCents } from '../../money.js';
+import { IDEMPOTENCY_KEY_DESCRIPTION } from '../idempotency/idempotency.graphql.js';
+import { readIdempotencyKey } from '../idempotency/idempotency-keys.js';
 import { JobRunObject, toJobRunObject } from '../jobs/jobs.resolver.js';
 import type { QuotaStrategy } from './strategy.entity.js';
 import {
@@ -166,9 +168,15 @@ export class StrategyResolver {
 
   @Authorized(Role.ADMIN)
   @Mutation(() => JobRunObject, { description: 'execute one strategy now, over all users' })
-  async runStrategy(@Arg('id', () => ID) id: string, @Ctx() context: RequestContext): Promise<JobRunObject> {
+  async runStrategy(
+    @Arg('id', () => ID) id: string,
+    @Arg('idempotencyKey', () => String, { nullable: true, description: IDEMPOTENCY_KEY_DESCRIPTION })
+    idempotencyKey: string | null,
+    @Ctx() context: RequestContext,
+  ): Promise<JobRunObject> {
     const actor = viewerOf(context).userId;
-    return toJobRunObject(await context.services.strategies.runStrategy(context.em, actor, id));
+    const key = readIdempotencyKey(idempotencyKey);
+    return toJobRunObject(await context.services.strategies.runStrategy(context.em, actor, id, key));
   }
 
   @FieldResolver(() => DateTimeScalar, { nullable: true, description: 'PERIODIC and enabled only' })

@@ -5,9 +5,11 @@ import { badInput, DomainError, ErrorCode } from '../../errors.js';
 import { type Connection, type PageArgs, pageWindow, paginate } from '../../graphql/pagination.js';
 import type { Logger } from '../../logger.js';
 import { centsToDecimalString, decimalToCents } from '../../money.js';
+import type { IdempotencyKeys, IdempotentCall } from '../idempotency/idempotency-keys.js';
 import { cronProblem, nextFireTimes } from '../jobs/cron.js';
 import type { JobRun } from '../jobs/job-run.entity.js';
-import type { JobRunner } from '../jobs/job-runner.js';
+import type { JobRequest, JobRunner } from '../jobs/job-runner.js';
+import { type RunStart, replayedRun, runOfClaim, startRunOnce } from '../jobs/start-once.js';
 import { parseCondition } from './condition/index.js';
 import { QuotaStrategy, type StoredStrategyType } from './strategy.entity.js';
 import {
@@ -73,6 +75,7 @@ export class StrategyService {
     private readonly settings: { timeZone: string },
     private readonly clock: Clock,
     private readonly logger: Logger,
+    private readonly keys: IdempotencyKeys,
   ) {}
 
   /** The schedule watcher listens here (src/app.ts startSchedules). */
@@ -272,13 +275,18 @@ export class StrategyService {
 
   /**
    * runStrategy: one run of its own over all users (not exclusive: each call is a fire of its own),
-   * returned RUNNING at once.
+   * returned RUNNING at once. With an idempotency key a repeated call answers with the first run.
    */
-  async runStrategy(em: EntityManager, actor: string, id: string): Promise<JobRun> {
+  async runStrategy(em: EntityManager, actor: string, id: string, idempotencyKey?: string): Promise<JobRun> {
+    const call = idempotencyKey === undefined ? undefined : idempotentRun(actor, idempotencyKey, id);
+    if (call) {
+      const earlier = await this.keys.lookup(em, call);
+      if (earlier) return replayedRun(em, earlier);
+    }
     const strategy = await this.findStrategy(em, id);
     if (!strategy) throw notFound(id);
     if (!strategy.status) throw badInput(`strategy ${JSON.stringify(strategy.name)} is disabled; enable it to run it`);
-    const result = await this.runner.start({
+    const request: JobRequest = {
       type: 'STRATEGY',
       jobKey: strategyJobKey(strategy.id),
       exclusive: false,
@@ -286,10 +294,19 @@ export class StrategyService {
       strategyId: strategy.id,
       requestedBy: actor,
       handler: this.jobs.manualRun(strategy.id),
-    });
-    if (!result.started)
-      throw new DomainError(ErrorCode.CONFLICT, 'the server is shutting down; run the strategy again later');
-    return result.run;
+    };
+    const attempt = async (transaction: EntityManager): Promise<RunStart> => {
+      const start = runOfClaim(await this.runner.claimWithin(transaction, request));
+      if (!start)
+        throw new DomainError(ErrorCode.CONFLICT, 'the server is shutting down; run the strategy again later');
+      return start;
+    };
+    if (!call) {
+      const start = await attempt(this.runner.forkEntityManager());
+      start.launch();
+      return start.run;
+    }
+    return startRunOnce(this.keys, em, call, attempt);
   }
 
   /** Runs `save`, turning a unique violation on the name (a concurrent create or rename) into CONFLICT. */
@@ -327,4 +344,9 @@ function toColumns(draft: StrategyDraft) {
     validityDays: draft.validityDays,
     status: draft.enabled,
   };
+}
+
+/** runStrategy's key: the same strategy id is the same request. */
+function idempotentRun(actor: string, key: string, id: string): IdempotentCall {
+  return { operation: 'runStrategy', principal: actor, key, request: { id } };
 }

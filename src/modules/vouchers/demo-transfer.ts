@@ -5,6 +5,7 @@ import type { Logger } from '../../logger.js';
 import { EmployeeDirectory } from '../employees/employee-directory.js';
 import { GatewayClient } from '../gateway/gateway.client.js';
 import { GatewaySimulator } from '../gateway/simulator/gateway-simulator.js';
+import { IdempotencyKeys } from '../idempotency/idempotency-keys.js';
 import { Ledger } from '../quota/ledger.js';
 import { demoUsers } from '../users/demo-directory.js';
 import { UserDirectory } from '../users/user-directory.js';
@@ -57,6 +58,7 @@ export async function seedDemoTransfer(
       ),
       clock,
       logger,
+      new IdempotencyKeys(clock, config.idempotencyKeyRetentionHours),
     );
     const nextMonth = endOfMonth(clock.now(), clock.timeZone, 1);
     const giverClaims = { userId: giver.id, name: giver.name, phone: giver.phone, github: giver.githubName };

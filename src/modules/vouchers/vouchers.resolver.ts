@@ -2,6 +2,8 @@ import { Arg, Authorized, Ctx, Mutation, Query, Resolver } from 'type-graphql';
 import { viewerOf } from '../../graphql/auth-checker.js';
 import type { RequestContext } from '../../graphql/context.js';
 import { centsToAmount } from '../../money.js';
+import { IDEMPOTENCY_KEY_DESCRIPTION } from '../idempotency/idempotency.graphql.js';
+import { readIdempotencyKey } from '../idempotency/idempotency-keys.js';
 import type { VoucherItem } from './voucher-codec.js';
 import {
   TransferInResultObject,
@@ -20,13 +22,17 @@ export class VouchersResolver {
   @Mutation(() => TransferOutResultObject, { description: 'send quota from your batches; returns the voucher' })
   async transferOut(
     @Arg('input', () => TransferOutInput) input: TransferOutInput,
+    @Arg('idempotencyKey', () => String, { nullable: true, description: IDEMPOTENCY_KEY_DESCRIPTION })
+    idempotencyKey: string | null,
     @Ctx() context: RequestContext,
   ): Promise<TransferOutResultObject> {
     const viewer = viewerOf(context);
-    const result = await context.services.vouchers.transferOut(context.em, viewer, {
+    const key = readIdempotencyKey(idempotencyKey);
+    const request = {
       receiverId: input.receiverId,
       items: input.items.map((item) => ({ amount: item.amount, expiryDate: item.expiryDate })),
-    });
+    };
+    const result = await context.services.vouchers.transferOut(context.em, viewer, request, key);
     return {
       voucherCode: result.voucherCode,
       receiverId: result.receiverId,

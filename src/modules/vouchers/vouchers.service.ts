@@ -6,6 +6,7 @@ import { type Cents, centsToAmount } from '../../money.js';
 import type { Viewer } from '../auth/token-verifier.js';
 import type { EmployeeDirectory } from '../employees/employee-directory.js';
 import type { GatewayClient } from '../gateway/gateway.client.js';
+import type { IdempotencyKeys, IdempotentCall, StoredAnswer } from '../idempotency/idempotency-keys.js';
 import { type AuditItemRecord, attributeUsageFifo, type Batch, type Ledger, toWholeSecond } from '../quota/ledger.js';
 import { starredProjects } from '../users/auth-user.entity.js';
 import type { UserDirectory } from '../users/user-directory.js';
@@ -65,6 +66,7 @@ export class VouchersService {
     private readonly codec: VoucherCodec,
     private readonly clock: Clock,
     private readonly logger: Logger,
+    private readonly keys: IdempotencyKeys,
   ) {}
 
   /**
@@ -72,9 +74,28 @@ export class VouchersService {
    * batch per expiry (QUOTA_NOT_FOUND), what FIFO leaves in it (INSUFFICIENT_QUOTA) — then debits the
    * batches, writes the TRANSFER_OUT audit, sets the giver's gateway total and returns the voucher.
    */
-  async transferOut(em: EntityManager, giver: VoucherGiver, request: TransferOutRequest): Promise<TransferOutOutcome> {
+  async transferOut(
+    em: EntityManager,
+    giver: VoucherGiver,
+    request: TransferOutRequest,
+    idempotencyKey?: string,
+  ): Promise<TransferOutOutcome> {
     const lines = readTransferOut(request, giver.userId, this.clock);
     const receiverId = request.receiverId;
+    const call: IdempotentCall | undefined =
+      idempotencyKey === undefined
+        ? undefined
+        : {
+            operation: 'transferOut',
+            principal: giver.userId,
+            key: idempotencyKey,
+            request: { receiverId, lines: lines.map((line) => ({ amount: line.amount, expiryDate: line.expiryDate })) },
+          };
+    if (call) {
+      // Before the balance checks: a repeated call answers as the first did, whatever the balance is now.
+      const earlier = await this.keys.lookup(em, call);
+      if (earlier) return rememberedTransfer(earlier);
+    }
     const [receiverRecord, giverRecord] = await Promise.all([
       this.directory.findById(receiverId),
       this.directory.findById(giver.userId),
@@ -88,6 +109,10 @@ export class VouchersService {
     const giverGithubStar = starredProjects(giverRecord?.githubStar).join(',');
 
     return this.ledger.withUserLedger(em, giver.userId, async (ledger) => {
+      if (call) {
+        const claim = await this.keys.claim(ledger.em, call);
+        if (!claim.claimed) return rememberedTransfer(claim.answer);
+      }
       const batches = await ledger.validBatches();
       const sources = lines.map((line) => ({ line, batch: batchFor(batches, line) }));
       // Read inside the lock: what FIFO leaves must not change between the check and the debit.
@@ -137,8 +162,10 @@ export class VouchersService {
         relatedUser: receiverId,
         actor: giver.userId,
       });
+      const outcome: TransferOutOutcome = { voucherCode, receiverId, totalAmount, items };
+      if (call) await this.keys.remember(ledger.em, call, storedTransfer(outcome));
       await ledger.pushTotal();
-      return { voucherCode, receiverId, totalAmount, items };
+      return outcome;
     });
   }
 
@@ -324,4 +351,24 @@ async function findRedemption(em: EntityManager, code: string): Promise<Redempti
     [code, code],
   );
   return rows[0] ?? null;
+}
+
+/** transferOut's answer as an idempotency key keeps it (cents and ISO instants). */
+function storedTransfer(outcome: TransferOutOutcome): StoredAnswer {
+  return {
+    voucherCode: outcome.voucherCode,
+    receiverId: outcome.receiverId,
+    totalAmount: outcome.totalAmount,
+    items: outcome.items.map((item) => ({ amount: item.amount, expiryDate: item.expiryDate.toISOString() })),
+  };
+}
+
+function rememberedTransfer(answer: StoredAnswer): TransferOutOutcome {
+  const items = answer.items as { amount: Cents; expiryDate: string }[];
+  return {
+    voucherCode: String(answer.voucherCode),
+    receiverId: String(answer.receiverId),
+    totalAmount: Number(answer.totalAmount) as Cents,
+    items: items.map((item) => ({ amount: item.amount, expiryDate: new Date(item.expiryDate) })),
+  };
 }

@@ -228,6 +228,7 @@ export type MutationCreateStrategyArgs = {
 };
 
 export type MutationDeductQuotaArgs = {
+  idempotencyKey?: InputMaybe<Scalars['String']['input']>;
   input: DeductQuotaInput;
 };
 
@@ -245,6 +246,7 @@ export type MutationEnableStrategyArgs = {
 
 export type MutationRunStrategyArgs = {
   id: Scalars['ID']['input'];
+  idempotencyKey?: InputMaybe<Scalars['String']['input']>;
 };
 
 export type MutationSetGatewayQuotaArgs = {
@@ -271,10 +273,12 @@ export type MutationTransferInArgs = {
 };
 
 export type MutationTransferOutArgs = {
+  idempotencyKey?: InputMaybe<Scalars['String']['input']>;
   input: TransferOutInput;
 };
 
 export type MutationTriggerScanArgs = {
+  idempotencyKey?: InputMaybe<Scalars['String']['input']>;
   type: ScanType;
 };
 
