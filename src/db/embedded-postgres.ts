@@ -32,6 +32,9 @@ function releaseSignalsFromLibrary(): void {
     if (hook.hookedEvents().includes(event)) hook.unhookEvent(event);
   }
 }
+// The library hooks the signals when it is imported, and main.ts imports this module in every mode:
+// with DATABASE_URL set (no embedded cluster ever started) SIGTERM must still reach our shutdown.
+releaseSignalsFromLibrary();
 
 export async function freePort(host = '127.0.0.1'): Promise<number> {
   return new Promise((resolve, reject) => {
