@@ -33,8 +33,27 @@ export function mainOrmOptions(clientUrl: string, logger?: Logger): Options {
   };
 }
 
+/**
+ * Connects, creating the database when it does not exist. Instances starting together on a new
+ * database both see it missing and both create it; the loser's CREATE DATABASE fails (42P04, or
+ * 23505 on pg_database while the winner's is uncommitted), and it connects again to the winner's.
+ */
 export async function openMainOrm(clientUrl: string, logger?: Logger): Promise<MikroORM> {
-  return MikroORM.init(mainOrmOptions(clientUrl, logger));
+  for (let attempt = 1; ; attempt++) {
+    const orm = await MikroORM.init({ ...mainOrmOptions(clientUrl, logger), connect: false });
+    try {
+      await orm.connect();
+      return orm;
+    } catch (error) {
+      await orm.close(true).catch(() => undefined);
+      if (attempt >= 3 || !isDuplicateDatabase(error)) throw error;
+    }
+  }
+}
+
+function isDuplicateDatabase(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return code === '42P04' || (code === '23505' && /pg_database/.test(String((error as Error).message)));
 }
 
 /** The user directory in its own database: read-only, never migrated, never created. */
