@@ -129,6 +129,8 @@ export async function startApp(options: StartAppOptions): Promise<RunningApp> {
     employeeSync.addChangeListener(new PermissionSyncListener(permissions));
     const health = new HealthService(orm, gateway, packageVersion(), logger);
     const jobRunner = new JobRunner(orm, logger.child({ component: 'jobs' }), {
+      staleAfterMs: config.jobStaleAfterMs,
+      heartbeatMs: Math.min(5_000, config.jobStaleAfterMs / 5),
       onFinished: metrics.onJobFinished,
     });
     const scheduler = new Scheduler(jobRunner, config.timeZone, logger.child({ component: 'scheduler' }));

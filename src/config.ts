@@ -82,6 +82,11 @@ export interface AppConfig {
   corsOrigins: string[];
   graphql: GraphqlLimits;
   shutdownTimeoutMs: number;
+  /**
+   * A job run whose heartbeat is older than this is taken for abandoned (its instance died) and marked
+   * FAILED, which frees its job (JOB_STALE_AFTER_SECONDS, default 30). Heartbeats come 5 times as often.
+   */
+  jobStaleAfterMs: number;
   /** GET /metrics (Prometheus text) and the process metrics behind it; METRICS_ENABLED, default true. */
   metricsEnabled: boolean;
   /** How long an idempotencyKey is remembered (IDEMPOTENCY_KEY_RETENTION_HOURS, at least 24). */
@@ -278,6 +283,7 @@ export function loadConfig(env: Env = process.env): AppConfig {
       maxBodyBytes: read.integer('GRAPHQL_MAX_BODY_BYTES', 1_000_000, 1024, 100_000_000),
     },
     shutdownTimeoutMs: read.integer('SHUTDOWN_TIMEOUT_MS', 10_000, 0, 600_000),
+    jobStaleAfterMs: read.integer('JOB_STALE_AFTER_SECONDS', 30, 5, 3600) * 1000,
     metricsEnabled: read.boolean('METRICS_ENABLED', true),
     // At least a day: clients retry across a night's outage and must still find their first answer.
     idempotencyKeyRetentionHours: read.integer('IDEMPOTENCY_KEY_RETENTION_HOURS', 24, 24, 24 * 366),

@@ -73,6 +73,7 @@ describe('defaults (embedded mode: nothing configured)', () => {
     expect(config.hr).toMatchObject({ enabled: false, maxRemovalRatio: 0.5 });
     expect(config.voucherSigningKey).toBeNull();
     expect(config.logLevel).toBe('info');
+    expect(config.jobStaleAfterMs).toBe(30_000);
   });
 
   it('treats blank values as unset', () => {
@@ -308,6 +309,8 @@ describe('configuration errors name the variable', () => {
     ['AIGATEWAY_RETRIES', '11'],
     ['AUTH_CLOCK_TOLERANCE_SECONDS', '-5'],
     ['SHUTDOWN_TIMEOUT_MS', 'soon'],
+    // Below 5 s a slow heartbeat write would pass a live run for a dead one.
+    ['JOB_STALE_AFTER_SECONDS', '4'],
     // Keys must outlive a day of client retries (issue 6).
     ['IDEMPOTENCY_KEY_RETENTION_HOURS', '23'],
     ['IDEMPOTENCY_KEY_RETENTION_HOURS', 'a day'],
