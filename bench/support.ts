@@ -1,5 +1,6 @@
 import 'reflect-metadata';
 import { randomBytes } from 'node:crypto';
+import diagnostics from 'node:diagnostics_channel';
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
@@ -260,7 +261,15 @@ export async function mintTokens(
 // ---------------------------------------------------------------------------------------------------
 // GraphQL over HTTP (fetch, keep-alive): the one client of every bench, server and baseline alike
 
-export class GraphqlError extends Error {}
+/** A GraphQL error answer: `message` is the first error's code (failures are counted by it), `detail` its message. */
+export class GraphqlError extends Error {
+  constructor(
+    code: string,
+    readonly detail = '',
+  ) {
+    super(code);
+  }
+}
 
 /** POSTs one operation; throws a GraphqlError whose message is the first error's code. */
 export async function postGraphql<T = Record<string, unknown>>(
@@ -272,8 +281,8 @@ export async function postGraphql<T = Record<string, unknown>>(
   const headers: Record<string, string> = { 'content-type': 'application/json' };
   if (token) headers.authorization = `Bearer ${token}`;
   const response = await fetch(url, { method: 'POST', headers, body: JSON.stringify({ query, variables }) });
-  const body = (await response.json()) as { data?: T; errors?: { extensions?: { code?: string } }[] };
-  if (body.errors) throw new GraphqlError(body.errors[0]?.extensions?.code ?? 'ERROR');
+  const body = (await response.json()) as { data?: T; errors?: { message?: string; extensions?: { code?: string } }[] };
+  if (body.errors) throw new GraphqlError(body.errors[0]?.extensions?.code ?? 'ERROR', body.errors[0]?.message);
   if (!response.ok || body.data === undefined) throw new GraphqlError(`HTTP ${response.status}`);
   return body.data;
 }
@@ -418,6 +427,97 @@ export function countStatements(app: RunningApp): StatementCounter {
     },
     stop() {
       knex.off('query', listener);
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Requests an in-process HTTP server receives (e.g. the gateway simulator), seen from its side
+
+export interface HttpServerWatch {
+  /** Requests received and not yet answered now. */
+  readonly inFlight: number;
+  /** The most requests in flight at once since start (or the last reset). */
+  readonly maxInFlight: number;
+  /** Requests received since start (or the last reset). */
+  readonly requests: number;
+  /** performance.now() of the first request received / the last answer finished; null before any. */
+  readonly firstStart: number | null;
+  readonly lastFinish: number | null;
+  reset(): void;
+  stop(): void;
+}
+
+interface ServerRequestMessage {
+  request?: { url?: string };
+  socket?: { localPort?: number };
+}
+
+export interface WatchOptions {
+  /** Only requests whose path (without the query) passes count; default: all. */
+  accept?: (path: string) => boolean;
+  /** Runs as each counted request arrives. */
+  onRequest?: () => void;
+}
+
+/**
+ * Watches the requests of the HTTP server listening on `port` in this process, through node:http's
+ * diagnostics channels (no proxy, nothing changed in the server): how many are in flight at once and
+ * when the first arrived.
+ */
+export function watchHttpServer(port: number, options: WatchOptions = {}): HttpServerWatch {
+  const state = {
+    inFlight: 0,
+    maxInFlight: 0,
+    requests: 0,
+    firstStart: null as number | null,
+    lastFinish: null as number | null,
+  };
+  const accept = options.accept ?? (() => true);
+  const ours = (message: unknown) => {
+    const { request, socket } = message as ServerRequestMessage;
+    return socket?.localPort === port && accept((request?.url ?? '').split('?', 1)[0]!);
+  };
+  const started = (message: unknown) => {
+    if (!ours(message)) return;
+    state.requests += 1;
+    state.inFlight += 1;
+    state.maxInFlight = Math.max(state.maxInFlight, state.inFlight);
+    state.firstStart ??= performance.now();
+    options.onRequest?.();
+  };
+  const finished = (message: unknown) => {
+    if (!ours(message)) return;
+    state.inFlight = Math.max(0, state.inFlight - 1);
+    state.lastFinish = performance.now();
+  };
+  diagnostics.subscribe('http.server.request.start', started);
+  diagnostics.subscribe('http.server.response.finish', finished);
+  return {
+    get inFlight() {
+      return state.inFlight;
+    },
+    get maxInFlight() {
+      return state.maxInFlight;
+    },
+    get requests() {
+      return state.requests;
+    },
+    get firstStart() {
+      return state.firstStart;
+    },
+    get lastFinish() {
+      return state.lastFinish;
+    },
+    reset() {
+      state.maxInFlight = state.inFlight;
+      state.requests = 0;
+      state.firstStart = null;
+      state.lastFinish = null;
+    },
+    stop() {
+      diagnostics.unsubscribe('http.server.request.start', started);
+      diagnostics.unsubscribe('http.server.response.finish', finished);
     },
   };
 }
