@@ -228,6 +228,58 @@ describe('HS256 with AUTH_JWT_SECRET', () => {
     expect(response.status).toBe(431);
   });
 
+  describe('the verified-token memory', () => {
+    async function tokenExpiringIn(seconds: number, userId = 'cache-user'): Promise<string> {
+      return new SignJWT({ universal_id: userId })
+        .setProtectedHeader({ alg: 'HS256' })
+        .setIssuedAt()
+        .setExpirationTime(Math.floor(Date.now() / 1000) + seconds)
+        .sign(new TextEncoder().encode(TEST_JWT_SECRET));
+    }
+
+    it('a remembered token still expires: refused once exp (plus tolerance) has passed', async () => {
+      let now = Date.now();
+      const verifier = new TokenVerifier(hsApp.config.auth, undefined, { now: () => now });
+      const token = await tokenExpiringIn(60);
+      expect(await verifier.authenticate(`Bearer ${token}`)).toMatchObject({ kind: 'viewer' });
+      expect(verifier.rememberedTokens).toBe(1);
+      now += 60_000 + 31_000;
+      expect(await verifier.authenticate(`Bearer ${token}`)).toEqual({
+        kind: 'refused',
+        reason: 'the token has expired',
+      });
+      expect(verifier.rememberedTokens).toBe(0);
+    });
+
+    it('remembers only verified tokens: a forged one is refused every time and never kept', async () => {
+      const verifier = new TokenVerifier(hsApp.config.auth);
+      const forged = await new SignJWT({ universal_id: 'forger' })
+        .setProtectedHeader({ alg: 'HS256' })
+        .sign(new TextEncoder().encode('another-secret-that-is-also-32-bytes-long'));
+      for (let attempt = 0; attempt < 2; attempt++) {
+        expect(await verifier.authenticate(`Bearer ${forged}`)).toMatchObject({ kind: 'refused' });
+      }
+      expect(verifier.rememberedTokens).toBe(0);
+      // A valid token with the forged token's payload but a flipped signature character is another text.
+      const valid = await tokenExpiringIn(600);
+      await verifier.authenticate(`Bearer ${valid}`);
+      const flipped = `${valid.slice(0, -2)}${valid.endsWith('A') ? 'B' : 'A'}${valid.slice(-1)}`;
+      expect(await verifier.authenticate(`Bearer ${flipped}`)).toMatchObject({ kind: 'refused' });
+    });
+
+    it('keeps at most 10,000 tokens, dropping the oldest', async () => {
+      const verifier = new TokenVerifier(hsApp.config.auth);
+      const secret = new TextEncoder().encode(TEST_JWT_SECRET);
+      const tokens = await Promise.all(
+        Array.from({ length: 10_005 }, (_, index) =>
+          new SignJWT({ universal_id: `many-${index}` }).setProtectedHeader({ alg: 'HS256' }).sign(secret),
+        ),
+      );
+      for (const token of tokens) await verifier.authenticate(`Bearer ${token}`);
+      expect(verifier.rememberedTokens).toBe(10_000);
+    });
+  });
+
   it('the token is accepted with and without "Bearer "', async () => {
     await expectUser(hsApp, { authorization: hsApp.userToken }, 'user-1');
     await expectUser(hsApp, { authorization: `bearer ${hsApp.userToken}` }, 'user-1');

@@ -96,6 +96,11 @@ export class VouchersService {
       const earlier = await this.keys.lookup(em, call);
       if (earlier) return rememberedTransfer(earlier);
     }
+    // The giver's used is read now, beside the directory, not under the ledger lock: the gateway
+    // meters on its own, so a read under the lock is no fresher, and it would hold the lock for a
+    // round trip. It only grows, except when expiry resets it (under the lock); a value read before
+    // such a reset is higher than the truth, so it can only make the check stricter, never overdraw.
+    const usedRead = settled(this.gateway.getUsed(giver.userId));
     const [receiverRecord, giverRecord] = await Promise.all([
       this.directory.findById(receiverId),
       this.directory.findById(giver.userId),
@@ -115,8 +120,8 @@ export class VouchersService {
       }
       const batches = await ledger.validBatches();
       const sources = lines.map((line) => ({ line, batch: batchFor(batches, line) }));
-      // Read inside the lock: what FIFO leaves must not change between the check and the debit.
-      const used = await this.gateway.getUsed(giver.userId);
+      // Awaited only now, so the spec's order of refusals holds (receiver, batch, then the gateway).
+      const used = await usedRead();
       const available = new Map(attributeUsageFifo(batches, used).map((entry) => [entry.batch.id, entry.available]));
       for (const { line, batch } of sources) {
         const left = available.get(batch.id) ?? 0;
@@ -371,4 +376,13 @@ function rememberedTransfer(answer: StoredAnswer): TransferOutOutcome {
     totalAmount: Number(answer.totalAmount) as Cents,
     items: items.map((item) => ({ amount: item.amount, expiryDate: new Date(item.expiryDate) })),
   };
+}
+
+/**
+ * Starts an operation whose failure is to be reported later: returns what awaits its result (or
+ * rethrows its error) without an unhandled rejection in between.
+ */
+function settled<T>(operation: Promise<T>): () => Promise<T> {
+  operation.catch(() => undefined);
+  return () => operation;
 }
