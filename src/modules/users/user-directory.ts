@@ -22,6 +22,12 @@ export class UserDirectory {
     return this.em().findOne(AuthUser, { id: userId });
   }
 
+  /** Several users in one query (a transfer reads giver and receiver), by id; absent ids are missing. */
+  async findByIds(userIds: readonly string[]): Promise<Map<string, AuthUser>> {
+    const users = await this.em().find(AuthUser, { id: { $in: [...new Set(userIds)] } });
+    return new Map(users.map((user) => [user.id, user]));
+  }
+
   async requireById(userId: string): Promise<AuthUser> {
     const user = await this.findById(userId);
     if (!user)

@@ -101,10 +101,9 @@ export class VouchersService {
     // round trip. It only grows, except when expiry resets it (under the lock); a value read before
     // such a reset is higher than the truth, so it can only make the check stricter, never overdraw.
     const usedRead = settled(this.gateway.getUsed(giver.userId));
-    const [receiverRecord, giverRecord] = await Promise.all([
-      this.directory.findById(receiverId),
-      this.directory.findById(giver.userId),
-    ]);
+    const records = await this.directory.findByIds([receiverId, giver.userId]);
+    const receiverRecord = records.get(receiverId);
+    const giverRecord = records.get(giver.userId);
     if (!receiverRecord) {
       throw new DomainError(
         ErrorCode.USER_NOT_FOUND,
