@@ -112,12 +112,10 @@ async function timedPhase(
   statements: StatementCounter,
   name: string,
   mutation: () => Promise<unknown>,
-  firstPushStatements: { value: number | null },
 ): Promise<Phase> {
   await waitForQuiet(watch);
   watch.reset();
   statements.reset();
-  firstPushStatements.value = null;
   const started = performance.now();
   await mutation();
   const ended = performance.now();
@@ -131,7 +129,8 @@ async function timedPhase(
     pushes: watch.requests,
     maxInFlight: watch.maxInFlight,
     statements: statements.count,
-    recomputeStatements: firstPushStatements.value ?? statements.count,
+    // The mutation's own transaction comes first; each push runs in a transaction of its own.
+    recomputeStatements: statements.byTransaction()[0] ?? 0,
   };
 }
 
@@ -271,20 +270,12 @@ export async function run(options: BenchOptions = {}): Promise<BenchResult> {
     );
 
     statements = countStatements(app);
-    const counter = statements;
-    const firstPushStatements = { value: null as number | null };
     // Permission pushes only: the health probe reads a total every few seconds.
-    watch = watchHttpServer(Number(new URL(simulator.url).port), {
-      accept: (path) => PUSH_PATHS.includes(path),
-      onRequest: () => {
-        firstPushStatements.value ??= counter.count;
-      },
-    });
+    watch = watchHttpServer(Number(new URL(simulator.url).port), { accept: (path) => PUSH_PATHS.includes(path) });
     const admin = await environment.token('bench-admin', true);
     const whitelist = (models: string[]) => () =>
       postGraphql(app.url, admin, SET_WHITELIST, { input: { departmentName: DEPARTMENT, models } });
-    const phase = (name: string, mutation: () => Promise<unknown>) =>
-      timedPhase(watch!, counter, name, mutation, firstPushStatements);
+    const phase = (name: string, mutation: () => Promise<unknown>) => timedPhase(watch!, statements!, name, mutation);
 
     const phases: Phase[] = [];
     phases.push(await phase('department whitelist, first set', whitelist(['gpt-4o', 'claude'])));

@@ -387,9 +387,15 @@ export function describeFailures(failures: Map<string, number>): string {
 // ---------------------------------------------------------------------------------------------------
 // SQL statements the app sends (its MikroORM's knex emits one `query` event per statement)
 
+interface KnexQueryEvent {
+  sql?: string;
+  /** Set by knex on statements run inside a transaction (begin and commit included). */
+  __knexTxId?: string;
+}
+
 interface KnexLike {
-  on(event: 'query', listener: (query: { sql?: string }) => void): unknown;
-  off(event: 'query', listener: (query: { sql?: string }) => void): unknown;
+  on(event: 'query', listener: (query: KnexQueryEvent) => void): unknown;
+  off(event: 'query', listener: (query: KnexQueryEvent) => void): unknown;
 }
 
 export interface StatementCounter {
@@ -397,6 +403,8 @@ export interface StatementCounter {
   readonly count: number;
   /** Statements by their first word (select, insert, begin, …). */
   byVerb(): Record<string, number>;
+  /** Statements of each transaction, in the order the transactions began (statements outside any left out). */
+  byTransaction(): number[];
   reset(): void;
   stop(): void;
 }
@@ -410,10 +418,12 @@ export function countStatements(app: RunningApp): StatementCounter {
   const knex = app.services.orm.em.getConnection().getKnex() as unknown as KnexLike;
   let count = 0;
   let verbs = new Map<string, number>();
-  const listener = (query: { sql?: string }) => {
+  let transactions = new Map<string, number>();
+  const listener = (query: KnexQueryEvent) => {
     count += 1;
     const verb = (query.sql ?? '').trim().split(/\s+/, 1)[0]!.toLowerCase().replace(/;$/, '') || '?';
     verbs.set(verb, (verbs.get(verb) ?? 0) + 1);
+    if (query.__knexTxId) transactions.set(query.__knexTxId, (transactions.get(query.__knexTxId) ?? 0) + 1);
   };
   knex.on('query', listener);
   return {
@@ -421,9 +431,11 @@ export function countStatements(app: RunningApp): StatementCounter {
       return count;
     },
     byVerb: () => Object.fromEntries([...verbs].sort((a, b) => b[1] - a[1])),
+    byTransaction: () => [...transactions.values()],
     reset() {
       count = 0;
       verbs = new Map();
+      transactions = new Map();
     },
     stop() {
       knex.off('query', listener);
