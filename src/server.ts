@@ -9,6 +9,7 @@ import type { RequestContext } from './graphql/context.js';
 import { createErrorFormatter, errorContextPlugin } from './graphql/error-formatter.js';
 import { complexityPlugin, MAX_DOCUMENT_TOKENS, operationShapeRule } from './graphql/limits.js';
 import { PLAYGROUND_ASSET_PREFIX, PLAYGROUND_CSP, playgroundAsset, playgroundPage } from './graphql/playground.js';
+import { textInputPlugin } from './graphql/text-input.js';
 import type { Logger } from './logger.js';
 import type { TokenVerifier } from './modules/auth/token-verifier.js';
 import { graphqlMetricsPlugin } from './modules/metrics/graphql-metrics.plugin.js';
@@ -95,6 +96,7 @@ export async function createHttpApp(options: HttpServerOptions): Promise<HttpApp
       ApolloServerPluginLandingPageDisabled(),
       errorContextPlugin(),
       complexityPlugin(limits),
+      textInputPlugin(),
       requestLoggingPlugin(),
       graphqlMetricsPlugin(services.metrics),
     ],
