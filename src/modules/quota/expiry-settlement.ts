@@ -1,5 +1,5 @@
-import type { Cents } from '../../money.js';
-import { type AuditItemRecord, attributeUsageFifo, type Batch } from './ledger.js';
+import { type Cents, centsToAmount } from '../../money.js';
+import { type AuditEntry, type AuditItemRecord, attributeUsageFifo, type Batch } from './ledger.js';
 
 /**
  * The monthly settlement of one user (SPEC §5 "Monthly expiry" 2), computed without side effects:
@@ -70,4 +70,53 @@ export function planExpirySettlement(batches: Batch[], used: Cents, now: Date): 
     items,
     earliestExpiry: expired[0]!.batch.expiryDate,
   };
+}
+
+/** The EXPIRE audit of a settlement (SPEC §5: −(Σ VALID before − Σ VALID after), every batch in its details). */
+export function expiryAuditEntry(plan: ExpirySettlement, actor: string): AuditEntry {
+  return {
+    operation: 'EXPIRE',
+    amount: plan.after - plan.before,
+    expiryDate: plan.earliestExpiry,
+    items: plan.items,
+    reason: expiryReason(plan),
+    actor,
+  };
+}
+
+function expiryReason(plan: ExpirySettlement): string {
+  const expiredCount = plan.expired.length;
+  const settledAmount = plan.settled.reduce((sum, entry) => sum + entry.consumed, 0);
+  const parts = [`monthly expiry: ${expiredCount} batch${expiredCount === 1 ? '' : 'es'} expired`];
+  if (settledAmount > 0) parts.push(`${centsToAmount(settledAmount)} of consumption settled into valid batches`);
+  if (plan.usedReset > 0) parts.push(`gateway used ${centsToAmount(plan.usedReset)} reset to 0`);
+  return parts.join('; ');
+}
+
+/**
+ * The row changes of many users' settlements, grouped by statement so a chunk of users is written
+ * with a few set-based statements (see QuotaExpiryService): batches to mark EXPIRED, batches to
+ * reduce, batches reduced to 0 (removed, as Ledger.debit does), and one EXPIRE audit per user.
+ */
+export interface SettlementRows {
+  expire: string[];
+  reduce: { id: string; consumed: Cents }[];
+  remove: { id: string; amount: Cents }[];
+  audits: { userId: string; entry: AuditEntry }[];
+}
+
+export function settlementRows(
+  plans: readonly { userId: string; plan: ExpirySettlement }[],
+  actor: string,
+): SettlementRows {
+  const rows: SettlementRows = { expire: [], reduce: [], remove: [], audits: [] };
+  for (const { userId, plan } of plans) {
+    for (const { batch } of plan.expired) rows.expire.push(batch.id);
+    for (const { batch, consumed } of plan.settled) {
+      if (consumed === batch.amount) rows.remove.push({ id: batch.id, amount: batch.amount });
+      else rows.reduce.push({ id: batch.id, consumed });
+    }
+    rows.audits.push({ userId, entry: expiryAuditEntry(plan, actor) });
+  }
+  return rows;
 }

@@ -68,3 +68,19 @@ export async function* userRowsInChunks<Row extends { user_id: string }>(
 export function describeError(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
+
+/**
+ * Runs `work` for every item, at most `limit` at a time (gateway calls of a chunk of users: enough in
+ * flight to hide the round trips, few enough not to swamp the gateway). `work` handles its own errors.
+ */
+export async function forEachConcurrently<T>(
+  items: readonly T[],
+  limit: number,
+  work: (item: T) => Promise<void>,
+): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) await work(items[next++]!);
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, worker));
+}

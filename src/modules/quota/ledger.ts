@@ -115,6 +115,32 @@ export class Ledger {
     }
   }
 
+  /**
+   * For set-based jobs that change many users' ledgers in one transaction (monthly expiry): takes the
+   * same lock as withUserLedger for every user — in sorted order, so two such transactions cannot
+   * deadlock — runs `work`, and once the transaction has committed reports the audits `work` says it
+   * wrote. Reading and writing batches, the audits and the gateway (repair after a rollback included)
+   * are the caller's.
+   */
+  async withUsersLocked<T>(
+    em: EntityManager,
+    userIds: readonly string[],
+    work: (transaction: EntityManager) => Promise<{ result: T; audited: Pick<AuditEntry, 'operation' | 'amount'>[] }>,
+  ): Promise<T> {
+    const sorted = [...new Set(userIds)].sort();
+    const { result, audited } = await em.transactional(async (transaction) => {
+      // jsonb_array_elements_text yields the array in order, and each lock is taken as its row is read.
+      await transaction.execute(
+        `select count(pg_advisory_xact_lock(hashtextextended('quota-ledger:' || id, 0)))::int as locked
+           from jsonb_array_elements_text(?::jsonb) as id`,
+        [JSON.stringify(sorted)],
+      );
+      return work(transaction);
+    });
+    this.reportCommitted(audited);
+    return result;
+  }
+
   /** One transaction holding the user's lock; `attempt.ledger` is set so the caller can see what it did. */
   private inLockedTransaction<T>(
     em: EntityManager,
@@ -281,7 +307,11 @@ class TransactionLedger implements UserLedger {
     try {
       await this.gateway.setTotal(this.userId, total);
     } catch (error) {
-      if (isGatewayError(error) && error.ambiguous) this.gatewayMayBeAhead = true;
+      // A rollback must restore the committed total whenever this write may have been applied: no
+      // answer (ambiguous), and also a 5xx, which the client retries as "not applied" but which comes
+      // from a gateway that saw the request and may have written before failing (an Envoy-based gateway
+      // answers 503 when its upstream resets mid-request). Setting the committed total is harmless.
+      if (isGatewayError(error) && (error.ambiguous || (error.status ?? 0) >= 500)) this.gatewayMayBeAhead = true;
       throw error;
     }
     this.gatewayMayBeAhead = true;

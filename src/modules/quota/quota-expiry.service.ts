@@ -2,13 +2,14 @@ import type { MikroORM } from '@mikro-orm/postgresql';
 import { type Clock, previousYearMonth } from '../../clock.js';
 import type { EntityManager } from '../../db/orm.js';
 import type { Logger } from '../../logger.js';
-import { type Cents, centsToAmount, centsToDecimalString } from '../../money.js';
+import { type Cents, centsToAmount, centsToDecimalString, decimalToCents } from '../../money.js';
 import type { GatewayClient } from '../gateway/gateway.client.js';
 import { isGatewayError } from '../gateway/gateway.errors.js';
-import { planExpirySettlement } from './expiry-settlement.js';
-import type { Ledger } from './ledger.js';
+import { type ExpirySettlement, expiryAuditEntry, planExpirySettlement, settlementRows } from './expiry-settlement.js';
+import { auditDetails, type Batch, type Ledger, toWholeSecond } from './ledger.js';
 import {
   describeError,
+  forEachConcurrently,
   type LedgerJobCounters,
   type LedgerJobProgress,
   LedgerJobTally,
@@ -19,9 +20,12 @@ export interface ExpiryRunOptions {
   /** Defaults to the server's clock; the run's "now" is read once at the start. */
   clock?: Clock;
   progress?: LedgerJobProgress;
-  /** Aborted = stop before the next user (shutdown). */
+  /** Aborted = stop before the next chunk of users (shutdown). */
   signal?: AbortSignal;
+  /** Users per chunk: one usage insert and one settlement transaction each. */
   chunkSize?: number;
+  /** Gateway calls in flight at once. */
+  gatewayConcurrency?: number;
 }
 
 export interface ExpiryRunResult extends LedgerJobCounters {
@@ -32,12 +36,48 @@ export interface ExpiryRunResult extends LedgerJobCounters {
   settledUsers: number;
 }
 
-type SettlementOutcome = { settled: false } | { settled: true; totalPushError: string | null };
+/**
+ * 500 users a transaction: each holds one advisory lock per user (PostgreSQL's shared lock table has
+ * room for max_locks_per_transaction × max_connections, 64 × 100 by default) and ~10 row locks.
+ */
+const DEFAULT_CHUNK_SIZE = 500;
+const DEFAULT_GATEWAY_CONCURRENCY = 16;
+const ACTOR = 'job:expire-quotas';
+
+type SettlementOutcome =
+  | { kind: 'nothing' }
+  | { kind: 'settled'; totalPushError: string | null }
+  | { kind: 'failed'; reason: string };
+
+interface DueUser {
+  userId: string;
+  used: Cents;
+}
+
+interface PlannedUser {
+  userId: string;
+  plan: ExpirySettlement;
+}
+
+/** What the gateway was told inside a settlement transaction, for the cleanup if it does not commit. */
+interface GatewayWrites {
+  /** Write calls started (0 = the gateway has heard nothing of this transaction). */
+  calls: number;
+  /** Users whose used was (or may have been) reset, with by how much. */
+  resets: Map<string, Cents>;
+  /** Users whose total was (or may have been) set to a Σ the commit must confirm. */
+  totals: Set<string>;
+}
 
 /**
  * Monthly expiry (SPEC §5, "Monthly expiry" 1–3): for every user with VALID batches, record last
- * month's gateway usage, then settle the batches that have expired. Users are walked in keyset
- * chunks; each user is one transaction under the ledger lock, all or nothing.
+ * month's gateway usage, then settle the batches that have expired.
+ *
+ * Users are walked in keyset chunks. Per chunk, the gateway's `used` is read for every user (a few
+ * calls in flight), the usage rows are written with one statement, and the users with something due
+ * are settled in one transaction that holds their ledger locks: their batches are read with one
+ * statement, planned in memory, and written with a handful of set-based statements; then the gateway
+ * is told, user by user. Per user it stays all or nothing (see settleChunk).
  */
 export class QuotaExpiryService {
   constructor(
@@ -52,6 +92,7 @@ export class QuotaExpiryService {
     const clock = options.clock ?? this.clock;
     const now = clock.now();
     const yearMonth = previousYearMonth(now, clock.timeZone);
+    const concurrency = options.gatewayConcurrency ?? DEFAULT_GATEWAY_CONCURRENCY;
     const tally = new LedgerJobTally(options.progress);
     let usageRecorded = 0;
     let settledUsers = 0;
@@ -62,117 +103,352 @@ export class QuotaExpiryService {
          from quota where status = 'VALID' and user_id > ?
          group by user_id order by user_id limit ?`,
       [now],
-      options.chunkSize,
+      options.chunkSize ?? DEFAULT_CHUNK_SIZE,
     );
     for await (const chunk of chunks) {
-      for (const { user_id: userId, has_expired: hasExpired } of chunk) {
-        if (options.signal?.aborted) return { ...tally.counters, yearMonth, usageRecorded, settledUsers };
-        const em = this.orm.em.fork();
-        try {
-          if (await this.recordUsage(em, userId, yearMonth, now)) usageRecorded += 1;
-          const outcome = hasExpired ? await this.settleUser(em, userId, now) : { settled: false as const };
-          if (outcome.settled) settledUsers += 1;
-          if (outcome.settled && outcome.totalPushError !== null) {
-            tally.failed(userId, `settled, but the gateway total was not set: ${outcome.totalPushError}`);
-          } else {
-            tally.succeeded();
-          }
-        } catch (error) {
-          tally.failed(userId, describeError(error));
-          this.logger.warn({ userId, err: error }, 'monthly expiry failed for a user; left for the next run');
+      if (options.signal?.aborted) break;
+
+      // Step 1: last month's usage, for every user of the chunk.
+      const reads = await this.readUsed(
+        chunk.map((row) => row.user_id),
+        concurrency,
+      );
+      const readable: DueUser[] = [];
+      for (const row of chunk) {
+        const read = reads.get(row.user_id)!;
+        if ('error' in read) {
+          tally.failed(row.user_id, describeError(read.error));
+          this.logger.warn(
+            { userId: row.user_id, err: read.error },
+            'monthly expiry could not read gateway used; user left for the next run',
+          );
+        } else {
+          readable.push({ userId: row.user_id, used: read.used });
         }
+      }
+      try {
+        usageRecorded += await this.recordUsage(readable, yearMonth, now);
+      } catch (error) {
+        // Nothing of the chunk is settled without its usage on record: all of it is left for the next run.
+        for (const { userId } of readable) tally.failed(userId, describeError(error));
+        this.logger.warn(
+          { err: error, users: readable.length },
+          'monthly usage could not be recorded; chunk left for the next run',
+        );
+        continue;
+      }
+
+      // Step 2: the users with something due.
+      const dueIds = new Set(chunk.filter((row) => row.has_expired).map((row) => row.user_id));
+      const due = readable.filter((user) => dueIds.has(user.userId));
+      const outcomes = due.length > 0 ? await this.settleChunk(due, now, concurrency) : new Map();
+      for (const { userId } of readable) {
+        const outcome: SettlementOutcome = outcomes.get(userId) ?? { kind: 'nothing' };
+        if (outcome.kind === 'settled') settledUsers += 1;
+        if (outcome.kind === 'failed') tally.failed(userId, outcome.reason);
+        else if (outcome.kind === 'settled' && outcome.totalPushError !== null) {
+          tally.failed(userId, `settled, but the gateway total was not set: ${outcome.totalPushError}`);
+        } else tally.succeeded();
       }
     }
     const result = { ...tally.counters, yearMonth, usageRecorded, settledUsers };
     this.logger.info(
       { processed: result.processed, succeeded: result.succeeded, failed: result.failed, usageRecorded, settledUsers },
-      'monthly expiry finished',
+      options.signal?.aborted ? 'monthly expiry stopped (shutdown)' : 'monthly expiry finished',
     );
     return result;
   }
 
-  /**
-   * Step 1: last month's usage, once per user and month. It is committed on its own, before and
-   * independently of the settlement, so a settlement that fails (and resets nothing) cannot lose it.
-   * The first record of a month wins (`do nothing` on conflict): it was taken closest to the month
-   * boundary, and a later re-run would include consumption of the new month.
-   */
-  private async recordUsage(em: EntityManager, userId: string, yearMonth: string, now: Date): Promise<boolean> {
-    const used = await this.gateway.getUsed(userId);
-    if (used <= 0) return false;
-    const rows = await em.execute(
-      `insert into monthly_quota_usage (user_id, year_month, used_quota, record_time, create_time)
-       values (?, ?, ?, ?, ?)
-       on conflict (user_id, year_month) do nothing
-       returning id`,
-      [userId, yearMonth, centsToDecimalString(used), now, now],
-    );
-    return rows.length > 0;
+  /** Gateway used of each user, a few calls at a time; a failed read is kept as the user's error. */
+  private async readUsed(
+    userIds: string[],
+    concurrency: number,
+  ): Promise<Map<string, { used: Cents } | { error: unknown }>> {
+    const reads = new Map<string, { used: Cents } | { error: unknown }>();
+    await forEachConcurrently(userIds, concurrency, async (userId) => {
+      try {
+        reads.set(userId, { used: await this.gateway.getUsed(userId) });
+      } catch (error) {
+        reads.set(userId, { error });
+      }
+    });
+    return reads;
   }
 
   /**
-   * Step 2 for one user, inside the user's ledger lock.
-   *
-   * Order of the one non-idempotent call: the settlement (expired batches, reduced batches, the EXPIRE
-   * audit) is written first but not committed; then the gateway's used is reset with a delta of −used.
-   * - If that delta fails, ambiguous or not, we throw: the transaction rolls back and the user is
-   *   untouched, left for the next run. The client never retries a delta that may have arrived; an
-   *   ambiguous failure may have reset `used` after all, which the next run cannot tell apart from no
-   *   consumption, so it is logged for a human to look at.
-   * - Once the delta succeeded, consumption is reset and the settlement MUST commit (rolling back would
-   *   count that consumption a second time). The absolute total is pushed next; if that push fails, we
-   *   still commit and report the user as failed: quota sync (SYNC_QUOTAS) sets the total to Σ VALID.
+   * Step 1, one statement for the chunk: last month's usage of each user with used > 0. It commits on
+   * its own, before and independently of the settlement, so a settlement that fails (and resets
+   * nothing) cannot lose it. The first record of a month wins (`do nothing` on conflict): it was taken
+   * closest to the month boundary, and a later re-run would include consumption of the new month.
    */
-  private async settleUser(em: EntityManager, userId: string, now: Date): Promise<SettlementOutcome> {
+  private async recordUsage(users: DueUser[], yearMonth: string, now: Date): Promise<number> {
+    const rows = users
+      .filter((user) => user.used > 0)
+      .map((user) => ({ user_id: user.userId, used: centsToDecimalString(user.used) }));
+    if (rows.length === 0) return 0;
+    const inserted = await this.orm.em.fork().execute(
+      `insert into monthly_quota_usage (user_id, year_month, used_quota, record_time, create_time)
+       select x.user_id, ?, x.used, ?, ? from jsonb_to_recordset(?::jsonb) as x(user_id text, used numeric)
+       on conflict (user_id, year_month) do nothing
+       returning id`,
+      [yearMonth, now, now, JSON.stringify(rows)],
+    );
+    return inserted.length;
+  }
+
+  /**
+   * Step 2 for a chunk of users, in one transaction holding all their ledger locks.
+   *
+   * The settlements are planned from the locked batches and the `used` read for step 1 (used only
+   * grows meanwhile, and what is consumed after the read stays on the gateway: the reset is a delta),
+   * then written — inside a savepoint — before the gateway hears of anything. Then, user by user:
+   * - used is reset with a delta of −used. A user whose reset fails, ambiguously or not, is taken out:
+   *   the transaction goes back to the savepoint and writes the others again, so that user stays
+   *   untouched for the next run (a delta that may have arrived is never repeated; an ambiguous one is
+   *   logged for a human, as the next run cannot tell it from no consumption).
+   * - the absolute total (Σ VALID after, read under the locks) is set. A user whose push fails is still
+   *   committed (its used was reset: rolling back would count that consumption twice) and reported;
+   *   quota sync repairs the total.
+   * If the transaction fails before any gateway call (a database error), each user is settled on its
+   * own instead (settleUser), so one user's problem cannot hold back the others. If it fails after,
+   * nothing in our power undoes the resets: they are logged, and the totals set are restored.
+   */
+  private async settleChunk(due: DueUser[], now: Date, concurrency: number): Promise<Map<string, SettlementOutcome>> {
+    const outcomes = new Map<string, SettlementOutcome>();
+    const sent: GatewayWrites = { calls: 0, resets: new Map(), totals: new Set() };
+    try {
+      await this.ledger.withUsersLocked(
+        this.orm.em.fork(),
+        due.map((user) => user.userId),
+        async (transaction) => {
+          const batches = await lockedValidBatches(
+            transaction,
+            due.map((user) => user.userId),
+          );
+          const planned: PlannedUser[] = [];
+          for (const { userId, used } of due) {
+            const plan = planExpirySettlement(batches.get(userId) ?? [], used, now);
+            // null: another instance (or an earlier run) settled this user since the scan looked.
+            if (plan) planned.push({ userId, plan });
+            else outcomes.set(userId, { kind: 'nothing' });
+          }
+          if (planned.length === 0) return { result: undefined, audited: [] };
+
+          await transaction.execute('savepoint expiry_settlement');
+          await this.writeSettlements(transaction, planned);
+          const refused = await this.resetUsed(planned, sent, concurrency);
+          let settled = planned;
+          if (refused.size > 0) {
+            settled = planned.filter((user) => !refused.has(user.userId));
+            await transaction.execute('rollback to savepoint expiry_settlement');
+            if (settled.length > 0) await this.writeSettlements(transaction, settled);
+            for (const [userId, reason] of refused) outcomes.set(userId, { kind: 'failed', reason });
+          }
+
+          const totals = await validTotals(
+            transaction,
+            settled.map((user) => user.userId),
+          );
+          await forEachConcurrently(settled, concurrency, async ({ userId }) => {
+            outcomes.set(userId, { kind: 'settled', totalPushError: await this.pushTotal(userId, totals, sent) });
+          });
+          return {
+            result: undefined,
+            audited: settled.map(({ plan }) => ({ operation: 'EXPIRE' as const, amount: plan.after - plan.before })),
+          };
+        },
+      );
+    } catch (error) {
+      if (sent.calls === 0) return this.settleOneByOne(due, now, error);
+      await this.afterFailedCommit(sent, error);
+      for (const { userId } of due) outcomes.set(userId, { kind: 'failed', reason: describeError(error) });
+    }
+    return outcomes;
+  }
+
+  /** The planned row changes, a statement per kind of change, each checked against the locked rows. */
+  private async writeSettlements(transaction: EntityManager, planned: PlannedUser[]): Promise<void> {
+    const at = this.clock.now();
+    const rows = settlementRows(planned, ACTOR);
+    if (rows.expire.length > 0) {
+      const expired = await transaction.execute(
+        `update quota set status = 'EXPIRED', update_time = ?
+          where id in (select value::bigint from jsonb_array_elements_text(?::jsonb)) and status = 'VALID'
+          returning id`,
+        [at, JSON.stringify(rows.expire)],
+      );
+      assertRowCount('expired', expired.length, rows.expire.length);
+    }
+    if (rows.reduce.length > 0) {
+      const reduced = await transaction.execute(
+        `update quota q set amount = q.amount - x.consumed, update_time = ?
+           from jsonb_to_recordset(?::jsonb) as x(id bigint, consumed numeric)
+          where q.id = x.id and q.status = 'VALID' and q.amount > x.consumed
+          returning q.id`,
+        [at, JSON.stringify(rows.reduce.map((row) => ({ id: row.id, consumed: centsToDecimalString(row.consumed) })))],
+      );
+      assertRowCount('reduced', reduced.length, rows.reduce.length);
+    }
+    if (rows.remove.length > 0) {
+      // A batch settled to 0 is removed, as Ledger.debit does, so a later grant with that expiry starts afresh.
+      const removed = await transaction.execute(
+        `delete from quota q using jsonb_to_recordset(?::jsonb) as x(id bigint, amount numeric)
+          where q.id = x.id and q.status = 'VALID' and q.amount = x.amount
+          returning q.id`,
+        [JSON.stringify(rows.remove.map((row) => ({ id: row.id, amount: centsToDecimalString(row.amount) })))],
+      );
+      assertRowCount('removed', removed.length, rows.remove.length);
+    }
+    await transaction.execute(
+      `insert into quota_audit (user_id, amount, operation, expiry_date, details, reason, actor, create_time)
+       select x.user_id, x.amount, 'EXPIRE', x.expiry_date, x.details, x.reason, ?, ?
+         from jsonb_to_recordset(?::jsonb) as x(user_id text, amount numeric, expiry_date timestamptz, details text, reason text)`,
+      [
+        ACTOR,
+        at,
+        JSON.stringify(
+          rows.audits.map(({ userId, entry }) => ({
+            user_id: userId,
+            amount: centsToDecimalString(entry.amount),
+            expiry_date: toWholeSecond(entry.expiryDate).toISOString(),
+            details: JSON.stringify(auditDetails(entry)),
+            reason: entry.reason,
+          })),
+        ),
+      ],
+    );
+  }
+
+  /** Resets used (−used, never retried once it may have arrived); returns the users it failed for. */
+  private async resetUsed(
+    planned: PlannedUser[],
+    sent: GatewayWrites,
+    concurrency: number,
+  ): Promise<Map<string, string>> {
+    const refused = new Map<string, string>();
+    const resets = planned.filter(({ plan }) => plan.usedReset > 0);
+    await forEachConcurrently(resets, concurrency, async ({ userId, plan }) => {
+      sent.calls += 1;
+      try {
+        await this.gateway.addUsed(userId, -plan.usedReset);
+        sent.resets.set(userId, plan.usedReset);
+      } catch (error) {
+        // Taken out and rolled back; an ambiguous failure may have reset used all the same.
+        if (isGatewayError(error) && error.ambiguous) {
+          this.logger.warn(
+            { userId, used: centsToAmount(plan.usedReset), err: error },
+            'resetting gateway used failed ambiguously: it may have been applied; check this user before the next run',
+          );
+        }
+        refused.set(userId, describeError(error));
+      }
+    });
+    return refused;
+  }
+
+  /** gateway.setTotal(Σ VALID after); null when it worked, else why not (the settlement commits anyway). */
+  private async pushTotal(userId: string, totals: Map<string, Cents>, sent: GatewayWrites): Promise<string | null> {
+    sent.calls += 1;
+    sent.totals.add(userId);
+    try {
+      await this.gateway.setTotal(userId, totals.get(userId) ?? 0);
+      return null;
+    } catch (error) {
+      if (!(isGatewayError(error) && error.ambiguous)) sent.totals.delete(userId);
+      this.logger.error(
+        { userId, err: error },
+        'expiry settled but the gateway total could not be set; SYNC_QUOTAS will repair it',
+      );
+      return describeError(error);
+    }
+  }
+
+  /**
+   * The settlement transaction failed after the gateway was told: the resets cannot be undone (each
+   * such user needs a human), and the totals set are put back to the committed Σ (one attempt each;
+   * quota sync repairs what that misses).
+   */
+  private async afterFailedCommit(sent: GatewayWrites, cause: unknown): Promise<void> {
+    for (const [userId, used] of sent.resets) {
+      this.logger.error(
+        { userId, used: centsToAmount(used), err: cause },
+        'gateway used was reset but the expiry settlement did not commit: this user needs manual repair',
+      );
+    }
+    for (const userId of sent.totals) {
+      try {
+        await this.ledger.withUserLedger(this.orm.em.fork(), userId, (ledger) => ledger.pushTotal());
+      } catch (error) {
+        this.logger.error({ userId, err: error, cause }, 'restoring the gateway total failed: run SYNC_QUOTAS');
+      }
+    }
+  }
+
+  /** The fallback of a chunk whose transaction failed before the gateway heard of it. */
+  private async settleOneByOne(due: DueUser[], now: Date, cause: unknown): Promise<Map<string, SettlementOutcome>> {
+    this.logger.warn({ err: cause, users: due.length }, 'settling a chunk of users failed; settling them one by one');
+    const outcomes = new Map<string, SettlementOutcome>();
+    for (const { userId } of due) {
+      try {
+        outcomes.set(userId, await this.settleUser(userId, now));
+      } catch (error) {
+        outcomes.set(userId, { kind: 'failed', reason: describeError(error) });
+        this.logger.warn({ userId, err: error }, 'monthly expiry failed for a user; left for the next run');
+      }
+    }
+    return outcomes;
+  }
+
+  /**
+   * Step 2 for one user, inside the user's ledger lock (the fallback path). The settlement is written
+   * first but not committed; then used is reset (a failure throws: rolled back, user untouched); once
+   * the reset is done the settlement must commit, and the absolute total is pushed last.
+   */
+  private async settleUser(userId: string, now: Date): Promise<SettlementOutcome> {
     let usedWasReset: Cents | null = null;
     try {
-      return await this.ledger.withUserLedger(em, userId, async (ledger): Promise<SettlementOutcome> => {
-        const batches = await ledger.validBatches();
-        const used = await this.gateway.getUsed(userId);
-        const plan = planExpirySettlement(batches, used, now);
-        // Another instance (or an earlier run) settled this user since the scan looked.
-        if (!plan) return { settled: false };
+      return await this.ledger.withUserLedger(
+        this.orm.em.fork(),
+        userId,
+        async (ledger): Promise<SettlementOutcome> => {
+          const batches = await ledger.validBatches();
+          const used = await this.gateway.getUsed(userId);
+          const plan = planExpirySettlement(batches, used, now);
+          if (!plan) return { kind: 'nothing' };
 
-        for (const { batch } of plan.expired) await ledger.expire(batch.id);
-        for (const { batch, consumed } of plan.settled) await ledger.debit(batch.id, consumed);
-        await ledger.audit({
-          operation: 'EXPIRE',
-          amount: plan.after - plan.before,
-          expiryDate: plan.earliestExpiry,
-          items: plan.items,
-          reason: expiryReason(plan.expired.length, plan.settled, plan.usedReset),
-          actor: 'job:expire-quotas',
-        });
+          for (const { batch } of plan.expired) await ledger.expire(batch.id);
+          for (const { batch, consumed } of plan.settled) await ledger.debit(batch.id, consumed);
+          await ledger.audit(expiryAuditEntry(plan, ACTOR));
 
-        if (plan.usedReset > 0) {
-          try {
-            await this.gateway.addUsed(userId, -plan.usedReset);
-          } catch (error) {
-            if (isGatewayError(error) && error.ambiguous) {
-              this.logger.warn(
-                { userId, used: centsToAmount(plan.usedReset), err: error },
-                'resetting gateway used failed ambiguously: it may have been applied; check this user before the next run',
-              );
+          if (plan.usedReset > 0) {
+            try {
+              await this.gateway.addUsed(userId, -plan.usedReset);
+            } catch (error) {
+              if (isGatewayError(error) && error.ambiguous) {
+                this.logger.warn(
+                  { userId, used: centsToAmount(plan.usedReset), err: error },
+                  'resetting gateway used failed ambiguously: it may have been applied; check this user before the next run',
+                );
+              }
+              throw error;
             }
-            throw error;
+            usedWasReset = plan.usedReset;
           }
-          usedWasReset = plan.usedReset;
-        }
 
-        try {
-          await ledger.pushTotal();
-          return { settled: true, totalPushError: null };
-        } catch (error) {
-          this.logger.error(
-            { userId, err: error },
-            'expiry settled but the gateway total could not be set; SYNC_QUOTAS will repair it',
-          );
-          return { settled: true, totalPushError: describeError(error) };
-        }
-      });
+          try {
+            await ledger.pushTotal();
+            return { kind: 'settled', totalPushError: null };
+          } catch (error) {
+            this.logger.error(
+              { userId, err: error },
+              'expiry settled but the gateway total could not be set; SYNC_QUOTAS will repair it',
+            );
+            return { kind: 'settled', totalPushError: describeError(error) };
+          }
+        },
+      );
     } catch (error) {
       if (usedWasReset !== null) {
-        // The commit itself failed after the gateway reset `used`: nothing in our power undoes that.
         this.logger.error(
           { userId, used: centsToAmount(usedWasReset), err: error },
           'gateway used was reset but the expiry settlement did not commit: this user needs manual repair',
@@ -183,10 +459,53 @@ export class QuotaExpiryService {
   }
 }
 
-function expiryReason(expiredCount: number, settled: { consumed: Cents }[], usedReset: Cents): string {
-  const settledAmount = settled.reduce((sum, entry) => sum + entry.consumed, 0);
-  const parts = [`monthly expiry: ${expiredCount} batch${expiredCount === 1 ? '' : 'es'} expired`];
-  if (settledAmount > 0) parts.push(`${centsToAmount(settledAmount)} of consumption settled into valid batches`);
-  if (usedReset > 0) parts.push(`gateway used ${centsToAmount(usedReset)} reset to 0`);
-  return parts.join('; ');
+interface BatchRecord {
+  id: string | number;
+  user_id: string;
+  amount: string;
+  expiry_date: Date | string;
+  create_time: Date | string;
+}
+
+/** The VALID batches of the users, row-locked, per user in FIFO order (expiry, then id). */
+async function lockedValidBatches(transaction: EntityManager, userIds: string[]): Promise<Map<string, Batch[]>> {
+  const rows = await transaction.execute<BatchRecord[]>(
+    `select id, user_id, amount, expiry_date, create_time from quota
+      where user_id in (select value from jsonb_array_elements_text(?::jsonb)) and status = 'VALID'
+      order by user_id, expiry_date, id
+      for update`,
+    [JSON.stringify(userIds)],
+  );
+  const byUser = new Map<string, Batch[]>();
+  for (const row of rows) {
+    const batch: Batch = {
+      id: String(row.id),
+      userId: row.user_id,
+      amount: decimalToCents(row.amount),
+      expiryDate: new Date(row.expiry_date),
+      status: 'VALID',
+      createdAt: new Date(row.create_time),
+    };
+    const list = byUser.get(batch.userId);
+    if (list) list.push(batch);
+    else byUser.set(batch.userId, [batch]);
+  }
+  return byUser;
+}
+
+/** Σ VALID per user, read inside the transaction (a user with nothing VALID left is absent: 0). */
+async function validTotals(transaction: EntityManager, userIds: string[]): Promise<Map<string, Cents>> {
+  if (userIds.length === 0) return new Map();
+  const rows = await transaction.execute<{ user_id: string; total: string }[]>(
+    `select user_id, sum(amount)::text as total from quota
+      where user_id in (select value from jsonb_array_elements_text(?::jsonb)) and status = 'VALID'
+      group by user_id`,
+    [JSON.stringify(userIds)],
+  );
+  return new Map(rows.map((row) => [row.user_id, decimalToCents(row.total)]));
+}
+
+/** Under the users' locks every planned row must be there as read; anything else is a bug, not a race. */
+function assertRowCount(what: string, actual: number, expected: number): void {
+  if (actual !== expected) throw new Error(`expiry settlement ${what} ${actual} batches, expected ${expected}`);
 }
