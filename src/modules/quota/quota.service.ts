@@ -4,6 +4,7 @@ import type { AppConfig } from '../../config.js';
 import type { EntityManager } from '../../db/orm.js';
 import { badInput, DomainError, ErrorCode } from '../../errors.js';
 import { type Connection, type PageArgs, paginate } from '../../graphql/pagination.js';
+import { LATEST_INSTANT } from '../../graphql/scalars.js';
 import type { Logger } from '../../logger.js';
 import { type Cents, centsToAmount, decimalToCents, MAX_CENTS } from '../../money.js';
 import type { GatewayClient } from '../gateway/gateway.client.js';
@@ -277,13 +278,15 @@ export class QuotaService {
     const range = optionalRange(filter?.from, filter?.to);
     const where: Record<string, unknown> = { userId };
     if (filter?.operation) where.operation = filter.operation;
-    if (range.from || range.to) {
-      // Instants are compared at second precision (contract): `to` includes its whole second.
-      where.createdAt = {
-        ...(range.from ? { $gte: toWholeSecond(range.from) } : {}),
-        ...(range.to ? { $lt: new Date(toWholeSecond(range.to).getTime() + 1000) } : {}),
-      };
-    }
+    // Instants are compared at second precision (contract): `to` includes its whole second. The
+    // second after 9999-12-31T23:59:59Z cannot be sent to PostgreSQL as ISO text (the query failed);
+    // nothing is later than it anyway, so that bound is left out.
+    const end = range.to ? toWholeSecond(range.to).getTime() + 1000 : null;
+    const createdAt = {
+      ...(range.from ? { $gte: toWholeSecond(range.from) } : {}),
+      ...(end !== null && end <= LATEST_INSTANT.getTime() ? { $lt: new Date(end) } : {}),
+    };
+    if (Object.keys(createdAt).length > 0) where.createdAt = createdAt;
     return paginate(page, async ({ limit, offset }) => {
       const [items, totalCount] = await em.findAndCount(QuotaAuditRow, where, {
         orderBy: { createdAt: 'desc', id: 'desc' },
