@@ -16,13 +16,20 @@ export const MAX_CENTS: Cents = 99_999_999_999_999;
  */
 export function amountToCents(value: number, what = 'amount'): Cents {
   if (typeof value !== 'number' || !Number.isFinite(value)) throw badInput(`${what} must be a finite number`);
+  // Counted on the shortest decimal text of the double (what the client wrote: 0.07 reads "0.07"),
+  // not by a round trip with a tolerance: a tolerance relative to the value let 123456789012.345
+  // through, silently rounded to .35.
+  if (fractionDigits(value) > 2) throw badInput(`${what} must have at most 2 decimal places, got ${value}`);
   const cents = Math.round(value * 100);
-  // A value with more than two decimals does not survive the round trip.
-  if (Math.abs(cents / 100 - value) > 1e-9 * Math.max(1, Math.abs(value))) {
-    throw badInput(`${what} must have at most 2 decimal places, got ${value}`);
-  }
   if (Math.abs(cents) > MAX_CENTS) throw badInput(`${what} is too large: ${value}`);
   return cents;
+}
+
+/** Digits after the point in the shortest decimal form of a finite number ("1.5e-7" has 8). */
+function fractionDigits(value: number): number {
+  const [mantissa = '', exponent = '0'] = String(Math.abs(value)).split('e');
+  const decimals = mantissa.split('.')[1]?.length ?? 0;
+  return Math.max(0, decimals - Number(exponent));
 }
 
 /** Cents to the API's Float (exact for two decimals as far as doubles print them). */
