@@ -354,6 +354,29 @@ export async function drive<T>(options: DriveOptions, work: (index: number) => P
   return run;
 }
 
+/** Several runs of the same thing (e.g. slices taken in turns with a baseline) as one. */
+export function mergeRuns<T>(runs: readonly DriveRun<T>[]): DriveRun<T> {
+  const merged: DriveRun<T> = {
+    name: runs[0]?.name ?? '',
+    completed: 0,
+    seconds: 0,
+    rate: 0,
+    latency: [],
+    values: [],
+    failures: new Map(),
+  };
+  for (const run of runs) {
+    merged.completed += run.completed;
+    merged.seconds += run.seconds;
+    // A loop, not push(...): spreading tens of thousands of arguments can overflow the stack.
+    for (const latency of run.latency) merged.latency.push(latency);
+    for (const value of run.values) merged.values.push(value);
+    for (const [code, count] of run.failures) merged.failures.set(code, (merged.failures.get(code) ?? 0) + count);
+  }
+  merged.rate = merged.seconds > 0 ? merged.completed / merged.seconds : 0;
+  return merged;
+}
+
 /** The value below which `fraction` of the sorted samples lie (nearest rank). */
 export function percentile(sorted: readonly number[], fraction: number): number {
   if (sorted.length === 0) return Number.NaN;
