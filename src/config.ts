@@ -75,6 +75,12 @@ export interface AppConfig {
   timeZone: string;
   defaultExpiry: DefaultExpiryRule;
   scanCron: string;
+  /**
+   * Users granted at the same time by one strategy run (STRATEGY_SCAN_CONCURRENCY, 1–16, default 8).
+   * Each grant in flight holds a database connection for its transaction; the pool has 20, and
+   * requests, claims and other runs need the rest.
+   */
+  strategyScanConcurrency: number;
   hr: HrConfig;
   githubStarRequiredRepo: string | null;
   logLevel: LogLevel;
@@ -269,6 +275,7 @@ export function loadConfig(env: Env = process.env): AppConfig {
     timeZone,
     defaultExpiry: read.oneOf('QUOTA_DEFAULT_EXPIRY', 'end-of-next-month', ['end-of-next-month', 'end-of-month']),
     scanCron,
+    strategyScanConcurrency: read.integer('STRATEGY_SCAN_CONCURRENCY', 8, 1, 16),
     hr,
     githubStarRequiredRepo: read.optional('GITHUB_STAR_REQUIRED_REPO'),
     logLevel: read.oneOf('LOG_LEVEL', 'info', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),

@@ -74,6 +74,7 @@ describe('defaults (embedded mode: nothing configured)', () => {
     expect(config.voucherSigningKey).toBeNull();
     expect(config.logLevel).toBe('info');
     expect(config.jobStaleAfterMs).toBe(30_000);
+    expect(config.strategyScanConcurrency).toBe(8);
   });
 
   it('treats blank values as unset', () => {
@@ -127,6 +128,12 @@ describe('configuration errors name the variable', () => {
   it('PORT at both ends of the range is accepted', () => {
     expect(loadConfig({ PORT: '1' }).port).toBe(1);
     expect(loadConfig({ PORT: '65535' }).port).toBe(65535);
+  });
+
+  it('STRATEGY_SCAN_CONCURRENCY at both ends of its range is accepted', () => {
+    expect(loadConfig({ STRATEGY_SCAN_CONCURRENCY: '1' }).strategyScanConcurrency).toBe(1);
+    expect(loadConfig({ STRATEGY_SCAN_CONCURRENCY: '16' }).strategyScanConcurrency).toBe(16);
+    expectRefused({ STRATEGY_SCAN_CONCURRENCY: '17' }, 'STRATEGY_SCAN_CONCURRENCY', /between 1 and 16/);
   });
 
   it('QUOTA_DEFAULT_EXPIRY must be a known rule', () => {
@@ -314,6 +321,10 @@ describe('configuration errors name the variable', () => {
     // Keys must outlive a day of client retries (issue 6).
     ['IDEMPOTENCY_KEY_RETENTION_HOURS', '23'],
     ['IDEMPOTENCY_KEY_RETENTION_HOURS', 'a day'],
+    // Each grant in flight holds a pooled connection: the pool (20) must keep some for requests.
+    ['STRATEGY_SCAN_CONCURRENCY', '0'],
+    ['STRATEGY_SCAN_CONCURRENCY', '17'],
+    ['STRATEGY_SCAN_CONCURRENCY', 'many'],
   ])('%s=%s is out of range or not a number', (variable, value) => {
     expectRefused({ [variable]: value }, variable);
   });
