@@ -213,6 +213,7 @@ export async function startApp(options: StartAppOptions): Promise<RunningApp> {
       async stop() {
         if (stopped) return;
         stopped = true;
+        health.startDraining();
         await closeAll();
       },
     };

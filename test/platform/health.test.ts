@@ -93,7 +93,7 @@ describe('when everything is up', () => {
   it('GET /ready answers 200 when the database answers and no migration is pending', async () => {
     const ready = await getJson('/ready');
     expect(ready.status).toBe(200);
-    expect(ready.body).toEqual({ ready: true, database: true, pendingMigrations: [] });
+    expect(ready.body).toEqual({ ready: true, database: true, pendingMigrations: [], shuttingDown: false });
   });
 
   it('only GET and HEAD reach /health', async () => {

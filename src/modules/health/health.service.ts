@@ -18,7 +18,17 @@ const GATEWAY_PROBE_INTERVAL_MS = 30_000;
  * reported as the outcome of the last call or probe (a background probe runs every 30 s), so a
  * health check never waits on the gateway's 30 s timeout.
  */
+/** GET /ready's answer: 200 only when ready. */
+export interface Readiness {
+  ready: boolean;
+  database: boolean;
+  pendingMigrations: string[];
+  /** true once SIGTERM/SIGINT started the graceful shutdown. */
+  shuttingDown: boolean;
+}
+
 export class HealthService {
+  private draining = false;
   private probeTimer: NodeJS.Timeout | null = null;
 
   constructor(
@@ -53,14 +63,23 @@ export class HealthService {
   }
 
   /** Readiness: the database answers and every migration is applied. */
-  async ready(): Promise<{ ready: boolean; database: boolean; pendingMigrations: string[] }> {
+  /**
+   * Shutdown has begun: /ready answers 503 from now on, so a load balancer stops sending new requests
+   * while running jobs reach a safe point and requests in flight finish.
+   */
+  startDraining(): void {
+    this.draining = true;
+  }
+
+  async ready(): Promise<Readiness> {
+    if (this.draining) return { ready: false, database: true, pendingMigrations: [], shuttingDown: true };
     const database = await this.databaseAnswers();
-    if (!database) return { ready: false, database, pendingMigrations: [] };
+    if (!database) return { ready: false, database, pendingMigrations: [], shuttingDown: false };
     try {
       const pending = await pendingMigrations(this.orm);
-      return { ready: pending.length === 0, database, pendingMigrations: pending };
+      return { ready: pending.length === 0, database, pendingMigrations: pending, shuttingDown: false };
     } catch {
-      return { ready: false, database: false, pendingMigrations: [] };
+      return { ready: false, database: false, pendingMigrations: [], shuttingDown: false };
     }
   }
 
