@@ -18,8 +18,8 @@ import {
  * its own baseline in the same process and reports its ratio and whether it met its target.
  *
  * A bench is a module beside this one exporting `run(options): Promise<BenchResult>` (see support.ts).
- * A module that is missing, or exports no `run`, is skipped with a message; one that fails is reported
- * and the others still run (the exit code is then 1).
+ * A module that is missing, or exports no `run`, is skipped with a message; one that fails to load or
+ * to run is reported and the others still run (the exit code is then 1).
  *
  * Arguments: `--quick` (or BENCH_QUICK=1) for small sizes; `--only=scan,read` to run some of them.
  */
@@ -32,13 +32,20 @@ interface Skipped {
   reason: string;
 }
 
-/** The module of a bench, or why it cannot be run. */
-async function loadBench(name: string): Promise<BenchRun | string> {
+type Loaded = { run: BenchRun } | { skip: string } | { error: string };
+
+/** The `run` of a bench module, why it is skipped (missing, no `run`), or why it failed to load. */
+async function loadBench(name: string): Promise<Loaded> {
   const source = new URL(`./${name}.ts`, import.meta.url);
-  if (!existsSync(source)) return `bench/${name}.ts does not exist (yet)`;
-  const module = (await import(source.href)) as { run?: unknown };
-  if (typeof module.run !== 'function') return `bench/${name}.ts exports no run(options) function`;
-  return module.run as BenchRun;
+  if (!existsSync(source)) return { skip: `bench/${name}.ts does not exist (yet)` };
+  let module: { run?: unknown };
+  try {
+    module = (await import(source.href)) as { run?: unknown };
+  } catch (error) {
+    return { error: `bench/${name}.ts could not be loaded: ${error instanceof Error ? error.message : String(error)}` };
+  }
+  if (typeof module.run !== 'function') return { skip: `bench/${name}.ts exports no run(options) function` };
+  return { run: module.run as BenchRun };
 }
 
 function parseArguments(argv: readonly string[]): { quick?: boolean; only: string[] } {
@@ -59,6 +66,12 @@ function parseArguments(argv: readonly string[]): { quick?: boolean; only: strin
   return { quick, only };
 }
 
+/** A bench that could not give a result; the run's exit code becomes 1. */
+function failed(name: string, error: string): BenchResult {
+  process.exitCode = 1;
+  return { name, figures: { error }, baseline: '', ratio: null, target: '', met: null };
+}
+
 function machine() {
   const processors = cpus();
   return {
@@ -75,27 +88,33 @@ async function main(): Promise<void> {
   const args = parseArguments(process.argv.slice(2));
   const { quick, log } = resolveOptions({ quick: args.quick });
   const started = new Date();
-  const postgres = await startOwnPostgres('all');
+  // Every module is loaded before anything runs: a broken one shows at once, and editing a bench while
+  // the runner works through the others does not change what this run measures.
+  const loaded = new Map<string, Loaded>();
+  for (const name of args.only) loaded.set(name, await loadBench(name));
   const results: BenchResult[] = [];
   const skipped: Skipped[] = [];
+  const postgres = await startOwnPostgres('all');
   try {
     const options: BenchOptions = { quick, postgresUrl: postgres.url, log };
-    for (const name of args.only) {
-      const bench = await loadBench(name);
-      if (typeof bench === 'string') {
-        log(`\n=== ${name}: skipped — ${bench}`);
-        skipped.push({ name, reason: bench });
+    for (const [name, bench] of loaded) {
+      if ('skip' in bench) {
+        log(`\n=== ${name}: skipped — ${bench.skip}`);
+        skipped.push({ name, reason: bench.skip });
+        continue;
+      }
+      if ('error' in bench) {
+        log(`\n=== ${name}: ${bench.error}`);
+        results.push(failed(name, bench.error));
         continue;
       }
       log(`\n=== ${name}${quick ? ' (quick)' : ''}\n`);
       const benchStarted = performance.now();
       try {
-        results.push(await bench(options));
+        results.push(await bench.run(options));
       } catch (error) {
         console.error(error);
-        const message = error instanceof Error ? error.message : String(error);
-        results.push({ name, figures: { error: message }, baseline: '', ratio: null, target: '', met: null });
-        process.exitCode = 1;
+        results.push(failed(name, error instanceof Error ? error.message : String(error)));
       }
       log(`\n(${name} took ${((performance.now() - benchStarted) / 1000).toFixed(0)} s)`);
     }
