@@ -54,6 +54,17 @@ interface DueUser {
   used: Cents;
 }
 
+/** A chunk after step 1, ready for step 2. */
+interface PreparedChunk {
+  /** Users whose used could not be read, or whose usage could not be recorded: nothing else is done. */
+  failed: { userId: string; reason: string }[];
+  /** Users whose usage step is done, with the used read. */
+  recorded: DueUser[];
+  /** Those of them with something expired. */
+  due: DueUser[];
+  usageRecorded: number;
+}
+
 interface PlannedUser {
   userId: string;
   plan: ExpirySettlement;
@@ -77,7 +88,8 @@ interface GatewayWrites {
  * calls in flight), the usage rows are written with one statement, and the users with something due
  * are settled in one transaction that holds their ledger locks: their batches are read with one
  * statement, planned in memory, and written with a handful of set-based statements; then the gateway
- * is told, user by user. Per user it stays all or nothing (see settleChunk).
+ * is told, user by user. Per user it stays all or nothing (see settleChunk). While one chunk is
+ * settled, the next one's gateway reads and usage rows are already under way.
  */
 export class QuotaExpiryService {
   constructor(
@@ -105,44 +117,26 @@ export class QuotaExpiryService {
       [now],
       options.chunkSize ?? DEFAULT_CHUNK_SIZE,
     );
-    for await (const chunk of chunks) {
-      if (options.signal?.aborted) break;
+    const iterator = chunks[Symbol.asyncIterator]();
+    const prepareNext = async (): Promise<PreparedChunk | null> => {
+      if (options.signal?.aborted) return null;
+      const next = await iterator.next();
+      return next.done ? null : this.prepareChunk(next.value, yearMonth, now, concurrency);
+    };
+    let pending = prepareNext();
+    for (;;) {
+      const chunk = await pending;
+      if (!chunk || options.signal?.aborted) break;
+      // Step 1 of the next chunk (gateway reads, one insert) overlaps step 2 of this one, so the
+      // gateway calls go on while PostgreSQL works and the other way round.
+      pending = prepareNext();
+      // Awaited at the top of the next round; until then a failure must not count as unhandled.
+      pending.catch(() => undefined);
 
-      // Step 1: last month's usage, for every user of the chunk.
-      const reads = await this.readUsed(
-        chunk.map((row) => row.user_id),
-        concurrency,
-      );
-      const readable: DueUser[] = [];
-      for (const row of chunk) {
-        const read = reads.get(row.user_id)!;
-        if ('error' in read) {
-          tally.failed(row.user_id, describeError(read.error));
-          this.logger.warn(
-            { userId: row.user_id, err: read.error },
-            'monthly expiry could not read gateway used; user left for the next run',
-          );
-        } else {
-          readable.push({ userId: row.user_id, used: read.used });
-        }
-      }
-      try {
-        usageRecorded += await this.recordUsage(readable, yearMonth, now);
-      } catch (error) {
-        // Nothing of the chunk is settled without its usage on record: all of it is left for the next run.
-        for (const { userId } of readable) tally.failed(userId, describeError(error));
-        this.logger.warn(
-          { err: error, users: readable.length },
-          'monthly usage could not be recorded; chunk left for the next run',
-        );
-        continue;
-      }
-
-      // Step 2: the users with something due.
-      const dueIds = new Set(chunk.filter((row) => row.has_expired).map((row) => row.user_id));
-      const due = readable.filter((user) => dueIds.has(user.userId));
-      const outcomes = due.length > 0 ? await this.settleChunk(due, now, concurrency) : new Map();
-      for (const { userId } of readable) {
+      for (const { userId, reason } of chunk.failed) tally.failed(userId, reason);
+      usageRecorded += chunk.usageRecorded;
+      const outcomes = chunk.due.length > 0 ? await this.settleChunk(chunk.due, now, concurrency) : new Map();
+      for (const { userId } of chunk.recorded) {
         const outcome: SettlementOutcome = outcomes.get(userId) ?? { kind: 'nothing' };
         if (outcome.kind === 'settled') settledUsers += 1;
         if (outcome.kind === 'failed') tally.failed(userId, outcome.reason);
@@ -157,6 +151,50 @@ export class QuotaExpiryService {
       options.signal?.aborted ? 'monthly expiry stopped (shutdown)' : 'monthly expiry finished',
     );
     return result;
+  }
+
+  /**
+   * Step 1 for a chunk: every user's gateway used (a few calls at a time), then last month's usage
+   * rows. A user whose used cannot be read is failed and left alone; if the usage rows cannot be
+   * written, nothing of the chunk is settled (all of it is left for the next run).
+   */
+  private async prepareChunk(
+    rows: { user_id: string; has_expired: boolean }[],
+    yearMonth: string,
+    now: Date,
+    concurrency: number,
+  ): Promise<PreparedChunk> {
+    const reads = await this.readUsed(
+      rows.map((row) => row.user_id),
+      concurrency,
+    );
+    const prepared: PreparedChunk = { failed: [], recorded: [], due: [], usageRecorded: 0 };
+    const readable: (DueUser & { hasExpired: boolean })[] = [];
+    for (const row of rows) {
+      const read = reads.get(row.user_id)!;
+      if ('error' in read) {
+        prepared.failed.push({ userId: row.user_id, reason: describeError(read.error) });
+        this.logger.warn(
+          { userId: row.user_id, err: read.error },
+          'monthly expiry could not read gateway used; user left for the next run',
+        );
+      } else {
+        readable.push({ userId: row.user_id, used: read.used, hasExpired: row.has_expired });
+      }
+    }
+    try {
+      prepared.usageRecorded = await this.recordUsage(readable, yearMonth, now);
+    } catch (error) {
+      for (const { userId } of readable) prepared.failed.push({ userId, reason: describeError(error) });
+      this.logger.warn(
+        { err: error, users: readable.length },
+        'monthly usage could not be recorded; chunk left for the next run',
+      );
+      return prepared;
+    }
+    prepared.recorded = readable.map(({ userId, used }) => ({ userId, used }));
+    prepared.due = readable.filter((user) => user.hasExpired).map(({ userId, used }) => ({ userId, used }));
+    return prepared;
   }
 
   /** Gateway used of each user, a few calls at a time; a failed read is kept as the user's error. */
