@@ -39,7 +39,8 @@ import {
  * after full collections does not grow with the users processed: run with --expose-gc, as the npm
  * script does).
  *
- * Settings (environment): BENCH_USERS (100000), BENCH_BASELINE_USERS (2000).
+ * Settings (environment): BENCH_USERS (100000; 5000 with BENCH_QUICK=1), BENCH_BASELINE_USERS (2000; 200
+ * quick), BENCH_CHUNK and BENCH_GATEWAY_CONCURRENCY (the service's chunk size and gateway calls in flight).
  */
 
 export interface ExpiryBenchOptions extends BenchOptions {
@@ -116,7 +117,7 @@ interface MemoryTrace {
 
 /**
  * Samples memory while the job runs. The simulator, in this process too, logs every call it
- * receives; the log is emptied every half second so that it does not pass for the job's memory.
+ * receives; the log is emptied every second so that it does not pass for the job's memory.
  */
 function traceMemory(simulator: GatewaySimulator, processed: () => number): { stop(): MemoryTrace } {
   const trace: MemoryTrace = { rss: 0, heap: 0, live: [] };
@@ -133,7 +134,7 @@ function traceMemory(simulator: GatewaySimulator, processed: () => number): { st
   };
   sample();
   const sampler = setInterval(sample, 50);
-  const collector = setInterval(collect, 500);
+  const collector = setInterval(collect, 1000);
   return {
     stop() {
       clearInterval(sampler);
@@ -219,6 +220,11 @@ export async function run(options: ExpiryBenchOptions = {}): Promise<BenchResult
   const { app, simulator, pool } = environment;
   try {
     const clock = new SettableClock(BENCH_ZONE, RUN_TIME);
+    // The service's defaults unless set, to try other sizes.
+    const tuning = {
+      ...(process.env.BENCH_CHUNK ? { chunkSize: envInt('BENCH_CHUNK', 500) } : {}),
+      ...(process.env.BENCH_GATEWAY_CONCURRENCY ? { gatewayConcurrency: envInt('BENCH_GATEWAY_CONCURRENCY', 16) } : {}),
+    };
     log(
       `Expiry benchmark: PostgreSQL ${environment.postgresVersion}, gateway simulator over HTTP (in this process), ` +
         `node ${process.version}${global.gc ? ', --expose-gc' : ''}`,
@@ -258,7 +264,7 @@ export async function run(options: ExpiryBenchOptions = {}): Promise<BenchResult
     const heapBefore = process.memoryUsage().heapUsed;
     const memory = traceMemory(simulator, () => processed);
     started = performance.now();
-    const result = await app.services.quotaExpiry.runMonthlyExpiry({ clock, progress });
+    const result = await app.services.quotaExpiry.runMonthlyExpiry({ clock, progress, ...tuning });
     const seconds = (performance.now() - started) / 1000;
     const trace = memory.stop();
     const writes = await countWrites(pool);
