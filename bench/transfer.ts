@@ -1,8 +1,7 @@
 import 'reflect-metadata';
-import type { RunningApp } from '../src/app.js';
 import { endOfMonth } from '../src/clock.js';
 import { VoucherCodec } from '../src/modules/vouchers/voucher-codec.js';
-import { type Cents, centsToAmount, centsToDecimalString, decimalToCents } from '../src/money.js';
+import { type Cents, centsToDecimalString, decimalToCents } from '../src/money.js';
 import {
   BENCH_VOUCHER_KEY,
   BENCH_ZONE,
@@ -18,7 +17,6 @@ import {
   type PgClient,
   type PgPool,
   percent,
-  postGraphql,
   reportViolations,
   resolveOptions,
   round,
@@ -26,6 +24,14 @@ import {
   startBenchEnvironment,
   summarize,
 } from './support.js';
+import {
+  drivePairs,
+  drivePairsInWorker,
+  type Pair,
+  type PairRequest,
+  pickPair,
+  randomCents,
+} from './transfer-clients.js';
 
 /**
  * Transfer benchmark (`npm run bench:transfer`): an in-process server on an embedded PostgreSQL and a
@@ -43,9 +49,6 @@ const START_BALANCE: Cents = 100_000; // 1000.00 per user
 const HOT_BALANCE: Cents = 100_000_000;
 const TARGET_RATIO = 0.3;
 const TARGET_P99_MS = 50;
-
-/** A transfer is a pair of operations: [transferOut ms, transferIn ms]. */
-type Pair = [number, number];
 
 function describeRun(run: DriveRun<Pair>): string {
   const pairs = summarize(run.latency);
@@ -65,42 +68,12 @@ function ratioLine(server: DriveRun<Pair>, baseline: DriveRun<Pair>): string {
   return `  server / raw SQL throughput: ${ratio.toFixed(3)} (the server reaches ${percent(ratio)} of the database floor)`;
 }
 
-/** Two distinct users of `count`, or the hot giver and someone else. */
-function pickPair(prefix: string, count: number, hot: boolean): [string, string] {
-  const giver = hot ? 0 : Math.floor(Math.random() * count);
-  let receiver = Math.floor(Math.random() * count);
-  while (receiver === giver) receiver = Math.floor(Math.random() * count);
-  return [`${prefix}${giver}`, `${prefix}${receiver}`];
-}
-
-const randomCents = (): Cents => 1 + Math.floor(Math.random() * 100);
-
 // ---------------------------------------------------------------------------------------------------
 // Through the server
 
-const TRANSFER_OUT = `mutation($input: TransferOutInput!) { transferOut(input: $input) { voucherCode } }`;
-const TRANSFER_IN = `mutation($code: String!) { transferIn(voucherCode: $code) { status } }`;
-
-type TransferOutData = { transferOut: { voucherCode: string } };
-type TransferInData = { transferIn: { status: string } };
-
-function serverPair(app: RunningApp, users: number, tokens: Map<string, string>, expiry: Date, hot: boolean) {
-  return async (): Promise<[number, number]> => {
-    const [giver, receiver] = pickPair('user-', users, hot);
-    const t0 = performance.now();
-    const out = await postGraphql<TransferOutData>(app.url, tokens.get(giver)!, TRANSFER_OUT, {
-      input: {
-        receiverId: receiver,
-        items: [{ amount: centsToAmount(randomCents()), expiryDate: expiry.toISOString() }],
-      },
-    });
-    const t1 = performance.now();
-    const redeemed = await postGraphql<TransferInData>(app.url, tokens.get(receiver)!, TRANSFER_IN, {
-      code: out.transferOut.voucherCode,
-    });
-    if (redeemed.transferIn.status !== 'SUCCESS') throw new Error(`transferIn ${redeemed.transferIn.status}`);
-    return [t1 - t0, performance.now() - t1];
-  };
+/** The server side of a run: the clients on a worker thread (default) or on this one. */
+function serverPairs(request: PairRequest): Promise<DriveRun<Pair>> {
+  return process.env.BENCH_CLIENTS_IN_WORKER === '0' ? drivePairs(request) : drivePairsInWorker(request);
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -270,19 +243,28 @@ export async function run(options: BenchOptions = {}): Promise<BenchResult> {
         `${quick ? ', quick' : ''}\n`,
     );
 
-    const server = (hot: boolean) => serverPair(app, users, tokens, expiry, hot);
+    const serverRequest = (name: string, total: number, hot: boolean): PairRequest => ({
+      name,
+      url: app.url,
+      tokens: [...tokens],
+      users,
+      expiryIso: expiry.toISOString(),
+      hot,
+      total,
+      clients,
+    });
     const raw = (hot: boolean) => baselinePair(pool, users, codec, expiry, hot);
     // Warm-up: connections, JIT, prepared paths.
-    await drive({ name: 'warm-up', total: 64, clients }, server(false));
+    await serverPairs(serverRequest('warm-up', 64, false));
     await drive({ name: 'warm-up', total: 64, clients }, raw(false));
 
-    const random = await drive({ name: 'server, random pairs', total: pairs, clients }, server(false));
+    const random = await serverPairs(serverRequest('server, random pairs', pairs, false));
     const randomRaw = await drive({ name: 'raw SQL, random pairs', total: pairs, clients }, raw(false));
     log(describeRun(random));
     log(describeRun(randomRaw));
     log(`${ratioLine(random, randomRaw)}\n`);
 
-    const hot = await drive({ name: 'server, hot giver', total: hotPairs, clients }, server(true));
+    const hot = await serverPairs(serverRequest('server, hot giver', hotPairs, true));
     const hotRaw = await drive({ name: 'raw SQL, hot giver', total: hotPairs, clients }, raw(true));
     log(describeRun(hot));
     log(describeRun(hotRaw));
