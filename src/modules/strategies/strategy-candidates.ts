@@ -28,11 +28,12 @@ export interface CandidateUser extends ConditionUser {
   departmentPath?: string[] | null;
 }
 
-export interface Candidate {
-  user: CandidateUser;
-  /** true: the condition holds (SQL decided); false: it may hold, the evaluator decides. */
-  decided: boolean;
-}
+/**
+ * A user the run should look at. `decided`: SQL found the condition true, and only the id is needed
+ * (strategies decided entirely in SQL read nothing else). Otherwise the condition may hold, and the
+ * evaluator decides with the user's attributes.
+ */
+export type Candidate = { decided: true; userId: string } | { decided: false; user: CandidateUser };
 
 /** Which executions keep a user out of this run. */
 export interface ExecutionFilter {
@@ -43,6 +44,7 @@ export interface ExecutionFilter {
   fireKey: string;
 }
 
+/** A candidate row: only `id` and `decided` when the condition needs no evaluation. */
 interface UserRow {
   id: string;
   created_at: Date | null;
@@ -60,7 +62,13 @@ export const DEFAULT_CANDIDATE_CHUNK = 500;
 
 const USER_COLUMNS = 'u.id, u.created_at, u.access_time, u.vip, u.github_star, u.company, u.employee_number';
 
+/** What a chunk query reads of each user: everything the evaluator may need, or just the id. */
+function userColumns(translation: ConditionSql): string {
+  return translation.needsEvaluation ? USER_COLUMNS : 'u.id';
+}
+
 function toCandidate(row: UserRow, joined: boolean): Candidate {
+  if (row.decided) return { decided: true, userId: row.id };
   const user: CandidateUser = {
     id: row.id,
     createdAt: row.created_at,
@@ -71,7 +79,7 @@ function toCandidate(row: UserRow, joined: boolean): Candidate {
     employeeNumber: row.employee_number,
   };
   if (joined) user.departmentPath = row.has_employee ? splitDepartmentPath(row.dept_path) : null;
-  return { user, decided: row.decided };
+  return { decided: false, user };
 }
 
 export class CandidateSource {
@@ -112,19 +120,20 @@ export class CandidateSource {
     after: string,
     limit: number,
   ): Promise<{ candidates: Candidate[]; rows: number; lastId: string }> {
-    const joined = translation.needsEmployeeJoin;
+    // The join is there whenever the SQL reads the HR mirror; its columns are read only for the evaluator.
+    const readsEmployee = translation.needsEmployeeJoin && translation.needsEvaluation;
     const params: SqlParam[] = [];
     const decided = translation.needsEvaluation ? translation.definitelyTrue : { sql: 'true', params: [] };
     params.push(...decided.params);
-    const employeeColumns = joined
+    const employeeColumns = readsEmployee
       ? ', e.employee_number is not null as has_employee, e.dept_full_level_names as dept_path'
       : '';
     params.push(after, ...translation.possiblyTrue.params);
     const exclusion = this.exclusionSql(filter, params);
     params.push(limit);
     const rows = await this.orm.em.fork().execute<UserRow[]>(
-      `select ${USER_COLUMNS}${employeeColumns}, (${decided.sql}) as decided
-       from ${conditionFromClause(joined)}
+      `select ${userColumns(translation)}${employeeColumns}, (${decided.sql}) as decided
+       from ${conditionFromClause(translation.needsEmployeeJoin)}
        where u.id > ? and (${translation.possiblyTrue.sql}) ${exclusion}
        order by u.id
        limit ?`,
@@ -132,7 +141,7 @@ export class CandidateSource {
     );
     // Excluded users are not returned, so a short chunk does not mean the end: keyset on what came back.
     return {
-      candidates: rows.map((row) => toCandidate(row, joined)),
+      candidates: rows.map((row) => toCandidate(row, readsEmployee)),
       rows: rows.length,
       lastId: rows.at(-1)?.id ?? after,
     };
@@ -162,7 +171,7 @@ export class CandidateSource {
   ): Promise<{ candidates: Candidate[]; rows: number; lastId: string }> {
     const decided = translation.needsEvaluation ? translation.definitelyTrue : { sql: 'true', params: [] };
     const rows = await this.directory.em().execute<UserRow[]>(
-      `select ${USER_COLUMNS}, (${decided.sql}) as decided from auth_users u
+      `select ${userColumns(translation)}, (${decided.sql}) as decided from auth_users u
          where u.id > ? and (${translation.possiblyTrue.sql}) order by u.id limit ?`,
       [...decided.params, after, ...translation.possiblyTrue.params, limit],
     );
