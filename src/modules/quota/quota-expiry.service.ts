@@ -49,7 +49,8 @@ type SettlementOutcome =
   | { kind: 'settled'; totalPushError: string | null }
   | { kind: 'failed'; reason: string };
 
-interface DueUser {
+/** A user with the gateway's used as read for step 1. */
+interface UserUsed {
   userId: string;
   used: Cents;
 }
@@ -59,9 +60,9 @@ interface PreparedChunk {
   /** Users whose used could not be read, or whose usage could not be recorded: nothing else is done. */
   failed: { userId: string; reason: string }[];
   /** Users whose usage step is done, with the used read. */
-  recorded: DueUser[];
+  recorded: UserUsed[];
   /** Those of them with something expired. */
-  due: DueUser[];
+  due: UserUsed[];
   usageRecorded: number;
 }
 
@@ -74,7 +75,7 @@ interface PlannedUser {
 interface GatewayWrites {
   /** Write calls started (0 = the gateway has heard nothing of this transaction). */
   calls: number;
-  /** Users whose used was (or may have been) reset, with by how much. */
+  /** Users whose used was reset, with by how much: their settlement has to commit. */
   resets: Map<string, Cents>;
   /** Users whose total was (or may have been) set to a Σ the commit must confirm. */
   totals: Set<string>;
@@ -169,7 +170,7 @@ export class QuotaExpiryService {
       concurrency,
     );
     const prepared: PreparedChunk = { failed: [], recorded: [], due: [], usageRecorded: 0 };
-    const readable: (DueUser & { hasExpired: boolean })[] = [];
+    const readable: (UserUsed & { hasExpired: boolean })[] = [];
     for (const row of rows) {
       const read = reads.get(row.user_id)!;
       if ('error' in read) {
@@ -219,7 +220,7 @@ export class QuotaExpiryService {
    * nothing) cannot lose it. The first record of a month wins (`do nothing` on conflict): it was taken
    * closest to the month boundary, and a later re-run would include consumption of the new month.
    */
-  private async recordUsage(users: DueUser[], yearMonth: string, now: Date): Promise<number> {
+  private async recordUsage(users: UserUsed[], yearMonth: string, now: Date): Promise<number> {
     const rows = users
       .filter((user) => user.used > 0)
       .map((user) => ({ user_id: user.userId, used: centsToDecimalString(user.used) }));
@@ -251,7 +252,7 @@ export class QuotaExpiryService {
    * own instead (settleUser), so one user's problem cannot hold back the others. If it fails after,
    * nothing in our power undoes the resets: they are logged, and the totals set are restored.
    */
-  private async settleChunk(due: DueUser[], now: Date, concurrency: number): Promise<Map<string, SettlementOutcome>> {
+  private async settleChunk(due: UserUsed[], now: Date, concurrency: number): Promise<Map<string, SettlementOutcome>> {
     const outcomes = new Map<string, SettlementOutcome>();
     const sent: GatewayWrites = { calls: 0, resets: new Map(), totals: new Set() };
     try {
@@ -423,7 +424,7 @@ export class QuotaExpiryService {
   }
 
   /** The fallback of a chunk whose transaction failed before the gateway heard of it. */
-  private async settleOneByOne(due: DueUser[], now: Date, cause: unknown): Promise<Map<string, SettlementOutcome>> {
+  private async settleOneByOne(due: UserUsed[], now: Date, cause: unknown): Promise<Map<string, SettlementOutcome>> {
     this.logger.warn({ err: cause, users: due.length }, 'settling a chunk of users failed; settling them one by one');
     const outcomes = new Map<string, SettlementOutcome>();
     for (const { userId } of due) {
