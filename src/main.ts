@@ -96,7 +96,6 @@ async function main(): Promise<void> {
     throw error;
   }
   logger.info({ url: app.url }, 'listening');
-  await printBanner(app, runtime);
 
   let stopping = false;
   const shutdown = async (signal: string) => {
@@ -116,8 +115,10 @@ async function main(): Promise<void> {
       process.exit(1);
     }
   };
+  // Before the banner: a signal in the moment after listening must drain too, not kill the process.
   process.on('SIGINT', () => void shutdown('SIGINT'));
   process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  await printBanner(app, runtime);
 }
 
 main().catch((error: unknown) => {
