@@ -1,7 +1,16 @@
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { ExpiryRunResult } from '../../src/modules/quota/quota-expiry.service.js';
 import { startTestApp, type TestApp } from '../support/app.js';
-import { auditsOf, batchesOf, checkInvariants, em, grant, ledgerSnapshot, testClock } from './quota-support.js';
+import {
+  auditsOf,
+  batchesOf,
+  checkInvariants,
+  EXPIRY_SCENE,
+  em,
+  ledgerSnapshot,
+  setUpExpiryUser,
+  testClock,
+} from './quota-support.js';
 
 /**
  * Monthly expiry settles a chunk of users in one transaction (set-based reads and writes, the users'
@@ -11,11 +20,7 @@ import { auditsOf, batchesOf, checkInvariants, em, grant, ledgerSnapshot, testCl
  * a database failure before the gateway heard of anything, and a user whose lock is held elsewhere.
  */
 
-const GRANT_TIME = '2026-11-15T04:00:00Z';
-/** 00:00:00 on 1 Dec 2026 in Asia/Shanghai: the monthly fire. */
-const RUN_TIME = '2026-11-30T16:00:00Z';
-const EXPIRED = ['2026-11-20T15:59:59.000Z', '2026-11-21T15:59:59.000Z'];
-const VALID = ['2026-12-31T15:59:59.000Z', '2027-01-31T15:59:59.000Z', '2027-02-28T15:59:59.000Z'];
+const { GRANT_TIME, RUN_TIME, EXPIRED, VALID } = EXPIRY_SCENE;
 
 const clock = testClock(GRANT_TIME);
 let app: TestApp;
@@ -34,12 +39,8 @@ afterEach(async () => {
   await checkInvariants(app);
 });
 
-/** A user with the given expired and still-valid batches (amounts) and gateway used. */
-async function setUpUser(userId: string, expired: number[], valid: number[], used: number): Promise<void> {
-  clock.set(GRANT_TIME);
-  for (const [index, amount] of expired.entries()) await grant(app, userId, amount, EXPIRED[index]!);
-  for (const [index, amount] of valid.entries()) await grant(app, userId, amount, VALID[index]!);
-  app.simulator.setUser(userId, { used: Math.round(used * 100) });
+function setUpUser(userId: string, expired: number[], valid: number[], used: number): Promise<void> {
+  return setUpExpiryUser(app, clock, userId, expired, valid, used);
 }
 
 function runExpiry(options: Parameters<TestApp['app']['services']['quotaExpiry']['runMonthlyExpiry']>[0] = {}) {

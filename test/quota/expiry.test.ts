@@ -6,9 +6,11 @@ import {
   auditsOf,
   batchesOf,
   checkInvariants,
+  EXPIRY_SCENE,
   em,
   grant,
   ledgerSnapshot,
+  setUpExpiryUser,
   testClock,
 } from './quota-support.js';
 
@@ -17,12 +19,7 @@ import {
  * with a settable clock in Asia/Shanghai and the simulator's faults.
  */
 
-const GRANT_TIME = '2026-11-15T04:00:00Z';
-/** 00:00:00 on 1 Dec 2026 in Asia/Shanghai: the monthly fire. */
-const RUN_TIME = '2026-11-30T16:00:00Z';
-/** Expiries in the zone: 23:59:59 on 20/21/22 Nov (past at RUN_TIME), 31 Dec, 31 Jan, 28 Feb. */
-const EXPIRED = ['2026-11-20T15:59:59.000Z', '2026-11-21T15:59:59.000Z', '2026-11-22T15:59:59.000Z'];
-const VALID = ['2026-12-31T15:59:59.000Z', '2027-01-31T15:59:59.000Z', '2027-02-28T15:59:59.000Z'];
+const { GRANT_TIME, RUN_TIME, EXPIRED, VALID } = EXPIRY_SCENE;
 
 const clock = testClock(GRANT_TIME);
 let app: TestApp;
@@ -41,12 +38,8 @@ afterEach(async () => {
   await checkInvariants(app);
 });
 
-/** A user with the given expired and still-valid batches (amounts) and gateway used. */
-async function setUpUser(userId: string, expired: number[], valid: number[], used: number): Promise<void> {
-  clock.set(GRANT_TIME);
-  for (const [index, amount] of expired.entries()) await grant(app, userId, amount, EXPIRED[index]!);
-  for (const [index, amount] of valid.entries()) await grant(app, userId, amount, VALID[index]!);
-  app.simulator.setUser(userId, { used: Math.round(used * 100) });
+function setUpUser(userId: string, expired: number[], valid: number[], used: number): Promise<void> {
+  return setUpExpiryUser(app, clock, userId, expired, valid, used);
 }
 
 function runExpiry(options: Parameters<TestApp['app']['services']['quotaExpiry']['runMonthlyExpiry']>[0] = {}) {

@@ -82,3 +82,30 @@ export async function ledgerSnapshot(app: TestApp, userId: string): Promise<unkn
     gateway: app.simulator.getUser(userId),
   };
 }
+
+/**
+ * The monthly-expiry scene of the expiry tests (Asia/Shanghai): grants are made at GRANT_TIME, the
+ * run happens at RUN_TIME (00:00:00 on 1 Dec 2026, the monthly fire); EXPIRED expiries have passed by
+ * then (23:59:59 on 20/21/22 Nov), VALID ones have not (31 Dec, 31 Jan, 28 Feb).
+ */
+export const EXPIRY_SCENE = {
+  GRANT_TIME: '2026-11-15T04:00:00Z',
+  RUN_TIME: '2026-11-30T16:00:00Z',
+  EXPIRED: ['2026-11-20T15:59:59.000Z', '2026-11-21T15:59:59.000Z', '2026-11-22T15:59:59.000Z'],
+  VALID: ['2026-12-31T15:59:59.000Z', '2027-01-31T15:59:59.000Z', '2027-02-28T15:59:59.000Z'],
+} as const;
+
+/** A user with the given expired and still-valid batches (amounts, in scene order) and gateway used. */
+export async function setUpExpiryUser(
+  app: TestApp,
+  clock: SettableClock,
+  userId: string,
+  expired: number[],
+  valid: number[],
+  used: number,
+): Promise<void> {
+  clock.set(EXPIRY_SCENE.GRANT_TIME);
+  for (const [index, amount] of expired.entries()) await grant(app, userId, amount, EXPIRY_SCENE.EXPIRED[index]!);
+  for (const [index, amount] of valid.entries()) await grant(app, userId, amount, EXPIRY_SCENE.VALID[index]!);
+  app.simulator.setUser(userId, { used: Math.round(used * 100) });
+}
