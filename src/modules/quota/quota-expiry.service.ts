@@ -373,12 +373,7 @@ export class QuotaExpiryService {
         sent.resets.set(userId, plan.usedReset);
       } catch (error) {
         // Taken out and rolled back; an ambiguous failure may have reset used all the same.
-        if (isGatewayError(error) && error.ambiguous) {
-          this.logger.warn(
-            { userId, used: centsToAmount(plan.usedReset), err: error },
-            'resetting gateway used failed ambiguously: it may have been applied; check this user before the next run',
-          );
-        }
+        this.warnIfResetMayHaveArrived(userId, plan.usedReset, error);
         refused.set(userId, describeError(error));
       }
     });
@@ -394,12 +389,26 @@ export class QuotaExpiryService {
       return null;
     } catch (error) {
       if (!(isGatewayError(error) && error.ambiguous)) sent.totals.delete(userId);
-      this.logger.error(
-        { userId, err: error },
-        'expiry settled but the gateway total could not be set; SYNC_QUOTAS will repair it',
-      );
-      return describeError(error);
+      return this.totalNotSet(userId, error);
     }
+  }
+
+  /** A reset whose answer was lost may have been applied: someone must check the user. */
+  private warnIfResetMayHaveArrived(userId: string, usedReset: Cents, error: unknown): void {
+    if (!(isGatewayError(error) && error.ambiguous)) return;
+    this.logger.warn(
+      { userId, used: centsToAmount(usedReset), err: error },
+      'resetting gateway used failed ambiguously: it may have been applied; check this user before the next run',
+    );
+  }
+
+  /** The settlement commits without its total: logged for SYNC_QUOTAS; returns the reason for the counters. */
+  private totalNotSet(userId: string, error: unknown): string {
+    this.logger.error(
+      { userId, err: error },
+      'expiry settled but the gateway total could not be set; SYNC_QUOTAS will repair it',
+    );
+    return describeError(error);
   }
 
   /**
@@ -463,12 +472,7 @@ export class QuotaExpiryService {
             try {
               await this.gateway.addUsed(userId, -plan.usedReset);
             } catch (error) {
-              if (isGatewayError(error) && error.ambiguous) {
-                this.logger.warn(
-                  { userId, used: centsToAmount(plan.usedReset), err: error },
-                  'resetting gateway used failed ambiguously: it may have been applied; check this user before the next run',
-                );
-              }
+              this.warnIfResetMayHaveArrived(userId, plan.usedReset, error);
               throw error;
             }
             usedWasReset = plan.usedReset;
@@ -478,11 +482,7 @@ export class QuotaExpiryService {
             await ledger.pushTotal();
             return { kind: 'settled', totalPushError: null };
           } catch (error) {
-            this.logger.error(
-              { userId, err: error },
-              'expiry settled but the gateway total could not be set; SYNC_QUOTAS will repair it',
-            );
-            return { kind: 'settled', totalPushError: describeError(error) };
+            return { kind: 'settled', totalPushError: this.totalNotSet(userId, error) };
           }
         },
       );
