@@ -11,6 +11,7 @@ import type { JobRun } from '../jobs/job-run.entity.js';
 import type { JobRequest, JobRunner } from '../jobs/job-runner.js';
 import { type RunStart, replayedRun, runOfClaim, startRunOnce } from '../jobs/start-once.js';
 import { parseCondition } from './condition/index.js';
+import { nextRunCache } from './next-run-cache.js';
 import { QuotaStrategy, type StoredStrategyType } from './strategy.entity.js';
 import {
   type CreateStrategyInput,
@@ -240,7 +241,8 @@ export class StrategyService {
   nextRunAt(strategy: QuotaStrategy): Date | null {
     if (strategy.type !== 'periodic' || !strategy.status || !strategy.periodicExpr) return null;
     try {
-      return nextFireTimes(strategy.periodicExpr, this.settings.timeZone, 1, this.clock.now())[0] ?? null;
+      // A page of strategies asks this once per strategy and request: the parsed pattern is cached.
+      return nextRunCache.nextRun(strategy.periodicExpr, this.settings.timeZone, this.clock.now());
     } catch {
       return null;
     }
