@@ -22,6 +22,12 @@ import {
  * to run is reported and the others still run (the exit code is then 1).
  *
  * Arguments: `--quick` (or BENCH_QUICK=1) for small sizes; `--only=scan,read` to run some of them.
+ *
+ * The npm scripts run every bench with NODE_ENV=production, as production runs do (Dockerfile): graphql-js
+ * reads it when it loads and then skips its development-only realm check in every `instanceOf`, a cost
+ * production never pays. Each baseline runs in the bench's own process, so where it is GraphQL too (read's
+ * bare Apollo) both sides of the ratio get the same mode. Run a bench file directly (tsx, node --import
+ * tsx) and it is in development mode unless you set NODE_ENV yourself.
  */
 
 const BENCHES = ['scan', 'transfer', 'read', 'expiry', 'permissions'] as const;
