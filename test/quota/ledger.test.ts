@@ -122,7 +122,7 @@ describe('grants', () => {
       { userId: 'g-tx', amount: 1000, expiryDate: new Date(DEC), strategyId: '7', strategyName: 'welcome' },
       {
         inTransaction: async (transaction) => {
-          const [row] = await transaction.execute<{ n: string }[]>(
+          const [row] = await transaction.execute<{ n: string }>(
             `select count(*) as n from quota_audit where user_id = 'g-tx'`,
           );
           seenInside = Number(row!.n);

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { Clock } from '../../clock.js';
-import type { EntityManager } from '../../db/orm.js';
+import type { Sql } from '../../db/driver-transaction.js';
 import { badInput, DomainError, ErrorCode } from '../../errors.js';
 
 /**
@@ -65,8 +65,8 @@ export class IdempotencyKeys {
    * The fast path before any work: the stored answer when the key was used with these arguments
    * (CONFLICT with others), undefined when the key is unknown or expired. Reads only committed rows.
    */
-  async lookup(em: EntityManager, call: IdempotentCall): Promise<StoredAnswer | undefined> {
-    const rows = await em.execute<KeyRow[]>(
+  async lookup(sql: Sql, call: IdempotentCall): Promise<StoredAnswer | undefined> {
+    const rows = await sql.execute<KeyRow>(
       `select request_hash, result, expire_time from idempotency_key
         where operation = ? and principal = ? and key = ? and expire_time > ?`,
       [call.operation, call.principal, call.key, this.clock.now()],
@@ -80,9 +80,9 @@ export class IdempotencyKeys {
    * is there already (or one commits while we wait on the index), returns its answer instead, or
    * refuses other arguments with CONFLICT. An expired key is taken over.
    */
-  async claim(transaction: EntityManager, call: IdempotentCall): Promise<ClaimOutcome> {
+  async claim(transaction: Sql, call: IdempotentCall): Promise<ClaimOutcome> {
     const now = this.clock.now();
-    const inserted = await transaction.execute<{ key: string }[]>(
+    const inserted = await transaction.execute<{ key: string }>(
       `insert into idempotency_key (operation, principal, key, request_hash, result, create_time, expire_time)
        values (?, ?, ?, ?, null, ?, ?)
        on conflict (operation, principal, key) do update
@@ -94,7 +94,7 @@ export class IdempotencyKeys {
     );
     if (inserted.length > 0) return { claimed: true };
     // Read committed: this statement sees the row that made the insert stand down.
-    const rows = await transaction.execute<KeyRow[]>(
+    const rows = await transaction.execute<KeyRow>(
       'select request_hash, result, expire_time from idempotency_key where operation = ? and principal = ? and key = ?',
       [call.operation, call.principal, call.key],
     );
@@ -104,7 +104,7 @@ export class IdempotencyKeys {
   }
 
   /** Inside the same transaction, after the work: the answer later calls with the key get. */
-  async remember(transaction: EntityManager, call: IdempotentCall, answer: StoredAnswer): Promise<void> {
+  async remember(transaction: Sql, call: IdempotentCall, answer: StoredAnswer): Promise<void> {
     await transaction.execute(
       'update idempotency_key set result = ?::jsonb where operation = ? and principal = ? and key = ?',
       [JSON.stringify(answer), call.operation, call.principal, call.key],
@@ -112,8 +112,8 @@ export class IdempotencyKeys {
   }
 
   /** Forgets keys past their retention; returns how many. Any instance may run it (an idempotent delete). */
-  async purgeExpired(em: EntityManager): Promise<number> {
-    const deleted = await em.execute<{ key: string }[]>(
+  async purgeExpired(sql: Sql): Promise<number> {
+    const deleted = await sql.execute<{ key: string }>(
       'delete from idempotency_key where expire_time <= ? returning key',
       [this.clock.now()],
     );

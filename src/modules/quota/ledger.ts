@@ -1,5 +1,5 @@
-import { DriverException } from '@mikro-orm/core';
 import type { Clock } from '../../clock.js';
+import { inDriverTransaction, type Sql } from '../../db/driver-transaction.js';
 import type { EntityManager } from '../../db/orm.js';
 import { badInput, DomainError, ErrorCode } from '../../errors.js';
 import type { Logger } from '../../logger.js';
@@ -52,7 +52,12 @@ export interface AuditEntry {
 
 /** One user's ledger inside one transaction that holds the user's lock. */
 export interface UserLedger {
-  readonly em: EntityManager;
+  /**
+   * This transaction's statements, for what is written with the change (idempotency keys, voucher
+   * redemptions, strategy executions) — not for batches: those change only through the methods below,
+   * which keep the transaction's Σ VALID.
+   */
+  readonly sql: Sql;
   readonly userId: string;
   /** VALID batches, expiry ascending, id ascending (row-locked). */
   validBatches(): Promise<Batch[]>;
@@ -64,7 +69,7 @@ export interface UserLedger {
   expire(batchId: string): Promise<void>;
   /** Writes the audit row of this change. */
   audit(entry: AuditEntry): Promise<QuotaAuditRow>;
-  /** Σ VALID, in cents. */
+  /** Σ VALID, in cents: known from this transaction's reads and changes, else read. */
   validTotal(): Promise<Cents>;
   /** gateway.setTotal(userId, Σ VALID): absolute, retried. Call it last, inside the transaction. */
   pushTotal(): Promise<Cents>;
@@ -98,15 +103,17 @@ export class Ledger {
    * change of one user's ledger across instances, and so the gateway total written inside is always
    * the latest Σ. A thrown error rolls everything back.
    *
-   * Nested use (an `em` already in a transaction) makes a savepoint; the lock is re-entrant within the
-   * session and held until the outer transaction ends.
+   * The transaction runs on a connection of `em`'s pool with its statements sent straight to the
+   * driver (inDriverTransaction: the ORM's per-statement cost was most of a transfer's database time);
+   * `em` itself is only used to map audit rows to entities. So it cannot join a transaction `em` is
+   * already in: that is refused rather than silently run on a second connection.
    */
   async withUserLedger<T>(em: EntityManager, userId: string, work: (ledger: UserLedger) => Promise<T>): Promise<T> {
     if (typeof userId !== 'string' || userId === '') throw new Error('withUserLedger needs a user id');
+    if (em.isInTransaction()) throw new Error('withUserLedger starts its own transaction; call it outside one');
     const attempt: { ledger?: TransactionLedger } = {};
     try {
       const result = await this.inLockedTransaction(em, userId, work, attempt);
-      // Nested use reports when its savepoint is released; no caller nests today.
       if (attempt.ledger) this.reportCommitted(attempt.ledger.audited);
       return result;
     } catch (error) {
@@ -148,11 +155,9 @@ export class Ledger {
     work: (ledger: UserLedger) => Promise<T>,
     attempt: { ledger?: TransactionLedger },
   ): Promise<T> {
-    return em.transactional(async (transaction) => {
-      await transaction.execute('select pg_advisory_xact_lock(hashtextextended(?, 0)) as locked', [
-        `quota-ledger:${userId}`,
-      ]);
-      attempt.ledger = new TransactionLedger(transaction, userId, this.gateway, this.clock);
+    return inDriverTransaction(em, async (sql) => {
+      await sql.execute('select pg_advisory_xact_lock(hashtextextended(?, 0)) as locked', [`quota-ledger:${userId}`]);
+      attempt.ledger = new TransactionLedger(sql, em, userId, this.gateway, this.clock);
       return work(attempt.ledger);
     });
   }
@@ -195,20 +200,32 @@ class TransactionLedger implements UserLedger {
   gatewayMayBeAhead = false;
   /** The audit rows written in this transaction, reported to the observer after the commit. */
   readonly audited: Pick<AuditEntry, 'operation' | 'amount'>[] = [];
+  /**
+   * Σ VALID as of the last statement, when this transaction knows it: from the locked batches it read,
+   * or from a credit (whose statement sums the others), kept up to date by debit and expire. Saves the
+   * Σ query before the gateway write — a round trip in every ledger transaction. Sound because every
+   * change of this user's batches holds the user's lock (here, or withUsersLocked) and, in this
+   * transaction, goes through these methods (UserLedger.sql is not for batches).
+   */
+  private knownTotal: Cents | null = null;
 
   constructor(
-    readonly em: EntityManager,
+    readonly sql: Sql,
+    /** Maps audit rows to entities; never queried (it is not in this transaction). */
+    private readonly mapper: EntityManager,
     readonly userId: string,
     private readonly gateway: GatewayClient,
     private readonly clock: Clock,
   ) {}
 
   async validBatches(): Promise<Batch[]> {
-    const rows = await this.em.execute<BatchRecord[]>(
+    const rows = await this.sql.execute<BatchRecord>(
       `select ${BATCH_COLUMNS} from quota where user_id = ? and status = 'VALID' order by expiry_date asc, id asc for update`,
       [this.userId],
     );
-    return rows.map(toBatch);
+    const batches = rows.map(toBatch);
+    this.knownTotal = batches.reduce((sum, batch) => sum + batch.amount, 0);
+    return batches;
   }
 
   async credit(expiryDate: Date, amount: Cents): Promise<Batch> {
@@ -216,14 +233,24 @@ class TransactionLedger implements UserLedger {
     const expiry = toWholeSecond(expiryDate);
     const now = this.clock.now();
     try {
-      const rows = await this.em.execute<BatchRecord[]>(
-        `insert into quota (user_id, amount, expiry_date, status, create_time, update_time)
-         values (?, ?, ?, 'VALID', ?, ?)
-         on conflict (user_id, expiry_date) where status = 'VALID'
-         do update set amount = quota.amount + excluded.amount, update_time = excluded.update_time
-         returning ${BATCH_COLUMNS}`,
+      // The Σ of the user's other VALID batches is read in the same statement (its snapshot is from
+      // before the upsert, hence `id <>`): with the lock held, that plus this batch is the new Σ VALID.
+      const rows = await this.sql.execute<BatchRecord & { valid_total: string }>(
+        `with credited as (
+           insert into quota (user_id, amount, expiry_date, status, create_time, update_time)
+           values (?, ?, ?, 'VALID', ?, ?)
+           on conflict (user_id, expiry_date) where status = 'VALID'
+           do update set amount = quota.amount + excluded.amount, update_time = excluded.update_time
+           returning ${BATCH_COLUMNS}
+         )
+         select credited.*,
+                ((select coalesce(sum(other.amount), 0) from quota other
+                   where other.user_id = credited.user_id and other.status = 'VALID' and other.id <> credited.id)
+                 + credited.amount)::text as valid_total
+           from credited`,
         [this.userId, centsToDecimalString(amount), expiry, now, now],
       );
+      this.knownTotal = decimalToCents(rows[0]!.valid_total);
       return toBatch(rows[0]!);
     } catch (error) {
       if (isNumericOverflow(error)) {
@@ -235,14 +262,14 @@ class TransactionLedger implements UserLedger {
 
   async debit(batchId: string, amount: Cents): Promise<Cents> {
     assertPositiveCents(amount, 'debit');
-    const rows = await this.em.execute<{ amount: string }[]>(
+    const rows = await this.sql.execute<{ amount: string }>(
       `update quota set amount = amount - ?, update_time = ?
        where id = ? and user_id = ? and status = 'VALID' and amount >= ?
        returning amount`,
       [centsToDecimalString(amount), this.clock.now(), batchId, this.userId, centsToDecimalString(amount)],
     );
     if (rows.length === 0) {
-      const exists = await this.em.execute(`select 1 from quota where id = ? and user_id = ? and status = 'VALID'`, [
+      const exists = await this.sql.execute(`select 1 from quota where id = ? and user_id = ? and status = 'VALID'`, [
         batchId,
         this.userId,
       ]);
@@ -250,17 +277,19 @@ class TransactionLedger implements UserLedger {
       throw new DomainError(ErrorCode.INSUFFICIENT_QUOTA, `batch ${batchId} holds less than ${centsToAmount(amount)}`);
     }
     const left = decimalToCents(rows[0]!.amount);
+    if (this.knownTotal !== null) this.knownTotal -= amount;
     // An empty batch is removed, so a later grant with that expiry starts a fresh row (old system's rule).
-    if (left === 0) await this.em.execute('delete from quota where id = ?', [batchId]);
+    if (left === 0) await this.sql.execute('delete from quota where id = ?', [batchId]);
     return left;
   }
 
   async expire(batchId: string): Promise<void> {
-    const rows = await this.em.execute(
-      `update quota set status = 'EXPIRED', update_time = ? where id = ? and user_id = ? and status = 'VALID' returning id`,
+    const rows = await this.sql.execute<{ amount: string }>(
+      `update quota set status = 'EXPIRED', update_time = ? where id = ? and user_id = ? and status = 'VALID' returning amount`,
       [this.clock.now(), batchId, this.userId],
     );
     if (rows.length === 0) throw new DomainError(ErrorCode.QUOTA_NOT_FOUND, `no valid batch ${batchId}`);
+    if (this.knownTotal !== null) this.knownTotal -= decimalToCents(rows[0]!.amount);
   }
 
   async audit(entry: AuditEntry): Promise<QuotaAuditRow> {
@@ -269,7 +298,7 @@ class TransactionLedger implements UserLedger {
     if (positive ? entry.amount < 0 : entry.amount > 0) {
       throw new Error(`a ${entry.operation} audit cannot have amount ${entry.amount}`);
     }
-    const rows = await this.em.execute<Record<string, unknown>[]>(
+    const rows = await this.sql.execute<Record<string, unknown>>(
       `insert into quota_audit (user_id, amount, operation, voucher_code, related_user, strategy_id, strategy_name,
          expiry_date, details, reason, reference, actor, create_time)
        values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
@@ -291,11 +320,12 @@ class TransactionLedger implements UserLedger {
       ],
     );
     this.audited.push({ operation: entry.operation, amount: entry.amount });
-    return this.em.map(QuotaAuditRow, rows[0]!);
+    return this.mapper.map(QuotaAuditRow, rows[0]!);
   }
 
   async validTotal(): Promise<Cents> {
-    const rows = await this.em.execute<{ total: string }[]>(
+    if (this.knownTotal !== null) return this.knownTotal;
+    const rows = await this.sql.execute<{ total: string }>(
       `select coalesce(sum(amount), 0)::text as total from quota where user_id = ? and status = 'VALID'`,
       [this.userId],
     );
@@ -425,6 +455,7 @@ function assertPositiveCents(amount: Cents, what: string): void {
     throw new Error(`${what} needs a positive whole number of cents, got ${amount}`);
 }
 
+/** SQLSTATE 22003 (numeric_value_out_of_range), from the driver or the ORM's wrapped error alike. */
 function isNumericOverflow(error: unknown): boolean {
-  return error instanceof DriverException && (error as DriverException & { code?: string }).code === '22003';
+  return (error as { code?: unknown } | null)?.code === '22003';
 }

@@ -1,6 +1,6 @@
-import { UniqueConstraintViolationException } from '@mikro-orm/core';
 import type { Clock } from '../../clock.js';
 import type { AppConfig } from '../../config.js';
+import { type Sql, sqlOf } from '../../db/driver-transaction.js';
 import type { EntityManager } from '../../db/orm.js';
 import { badInput, DomainError, ErrorCode } from '../../errors.js';
 import { type Connection, type PageArgs, paginate } from '../../graphql/pagination.js';
@@ -45,7 +45,7 @@ export interface QuotaGrant {
 
 export interface GrantOptions {
   /** Runs inside the grant's transaction before the gateway push (e.g. mark the execution COMPLETED). */
-  inTransaction?: (em: EntityManager) => Promise<void>;
+  inTransaction?: (sql: Sql) => Promise<void>;
 }
 
 export interface GrantResult {
@@ -135,7 +135,7 @@ export class QuotaService {
         actor: grant.actor,
         reason: grant.reason,
       });
-      await options.inTransaction?.(ledger.em);
+      await options.inTransaction?.(ledger.sql);
       const total = await ledger.pushTotal();
       return { batch, audit, total };
     });
@@ -198,11 +198,11 @@ export class QuotaService {
             request: { userId, amount, reason, reference: reference ?? null },
           };
     if (call) {
-      const earlier = await this.keys.lookup(em, call);
-      if (earlier) return this.rememberedDeduction(em, earlier);
+      const earlier = await this.keys.lookup(sqlOf(em), call);
+      if (earlier) return this.rememberedDeduction(sqlOf(em), em, earlier);
     }
     if (reference !== undefined) {
-      const earlier = await this.findDeduction(em, reference);
+      const earlier = await this.findDeduction(sqlOf(em), em, reference);
       if (earlier) return this.replayDeduction(earlier, userId, amount);
     }
     await this.directory.requireById(userId);
@@ -210,12 +210,12 @@ export class QuotaService {
       return await this.ledger.withUserLedger(em, userId, async (ledger) => {
         if (call) {
           // Waits here for a racing call with the key; then answers as it did.
-          const claim = await this.keys.claim(ledger.em, call);
-          if (!claim.claimed) return this.rememberedDeduction(ledger.em, claim.answer);
+          const claim = await this.keys.claim(ledger.sql, call);
+          if (!claim.claimed) return this.rememberedDeduction(ledger.sql, em, claim.answer);
         }
         if (reference !== undefined) {
           // A deduction with this reference for this user may have committed while we waited for the lock.
-          const earlier = await this.findDeduction(ledger.em, reference);
+          const earlier = await this.findDeduction(ledger.sql, em, reference);
           if (earlier) return this.replayDeduction(earlier, userId, amount);
         }
         const batches = await ledger.validBatches();
@@ -253,14 +253,15 @@ export class QuotaService {
           reference,
           actor,
         });
-        if (call) await this.keys.remember(ledger.em, call, { auditId: audit.id });
+        if (call) await this.keys.remember(ledger.sql, call, { auditId: audit.id });
         await ledger.pushTotal();
         return audit;
       });
     } catch (error) {
       // Another user's deduction took the reference first: the index refused ours, nothing changed.
-      if (reference !== undefined && error instanceof UniqueConstraintViolationException) {
-        const earlier = await this.findDeduction(em.fork(), reference);
+      // (SQLSTATE 23505: the ledger's statements reach the driver directly, so its error comes unwrapped.)
+      if (reference !== undefined && (error as { code?: unknown }).code === '23505') {
+        const earlier = await this.findDeduction(sqlOf(em), em, reference);
         if (earlier) return this.replayDeduction(earlier, userId, amount);
       }
       throw error;
@@ -327,13 +328,21 @@ export class QuotaService {
     return starredProjects(user?.githubStar).includes(required);
   }
 
-  /** The deduction an idempotency key remembers. */
-  private async rememberedDeduction(em: EntityManager, answer: StoredAnswer): Promise<QuotaAuditRow> {
-    return em.findOneOrFail(QuotaAuditRow, { id: String(answer.auditId) }, { disableIdentityMap: true });
+  /**
+   * The deduction an idempotency key remembers. Read through `sql` — inside the ledger's transaction,
+   * its own connection: asking the pool for a second one while holding one could starve it under load.
+   */
+  private async rememberedDeduction(sql: Sql, em: EntityManager, answer: StoredAnswer): Promise<QuotaAuditRow> {
+    const rows = await sql.execute('select * from quota_audit where id = ?', [String(answer.auditId)]);
+    if (!rows[0]) throw new Error(`the deduction ${String(answer.auditId)} an idempotency key remembers is gone`);
+    return em.map(QuotaAuditRow, rows[0]);
   }
 
-  private findDeduction(em: EntityManager, reference: string): Promise<QuotaAuditRow | null> {
-    return em.findOne(QuotaAuditRow, { operation: 'DEDUCT', reference }, { disableIdentityMap: true });
+  private async findDeduction(sql: Sql, em: EntityManager, reference: string): Promise<QuotaAuditRow | null> {
+    const rows = await sql.execute(`select * from quota_audit where operation = 'DEDUCT' and reference = ?`, [
+      reference,
+    ]);
+    return rows[0] ? em.map(QuotaAuditRow, rows[0]) : null;
   }
 
   private replayDeduction(earlier: QuotaAuditRow, userId: string, amount: Cents): QuotaAuditRow {

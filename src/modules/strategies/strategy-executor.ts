@@ -1,7 +1,7 @@
 import type { MikroORM } from '@mikro-orm/postgresql';
 import { batchNumber, type Clock } from '../../clock.js';
 import type { DefaultExpiryRule } from '../../config.js';
-import type { EntityManager } from '../../db/orm.js';
+import type { Sql } from '../../db/driver-transaction.js';
 import { DomainError, ErrorCode, isDomainError } from '../../errors.js';
 import type { Logger } from '../../logger.js';
 import { type Cents, centsToDecimalString, decimalToCents } from '../../money.js';
@@ -212,7 +212,7 @@ export class StrategyExecutor {
           strategyName: strategy.name,
           actor: `strategy:${strategy.id}`,
         },
-        { inTransaction: (em) => this.complete(em, executionId, userId, run) },
+        { inTransaction: (sql) => this.complete(sql, executionId, userId, run) },
       );
       run.summary.granted += 1;
       run.execution.progress.succeeded();
@@ -240,9 +240,9 @@ export class StrategyExecutor {
    * periodic strategy with a maximum, only while the user's completed executions are below it (the
    * lock orders this user's grants, so two fires cannot both pass the count).
    */
-  private async complete(em: EntityManager, executionId: string, userId: string, run: RunState): Promise<void> {
+  private async complete(sql: Sql, executionId: string, userId: string, run: RunState): Promise<void> {
     const limited = !run.single && run.strategy.maxExecPerUser > 0;
-    const updated = await em.execute(
+    const updated = await sql.execute(
       `update quota_execute set status = 'completed', error = null, update_time = ?
        where id = ? and status = 'processing'${
          limited

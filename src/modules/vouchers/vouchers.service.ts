@@ -1,4 +1,5 @@
 import type { Clock } from '../../clock.js';
+import { type Sql, sqlOf } from '../../db/driver-transaction.js';
 import type { EntityManager } from '../../db/orm.js';
 import { DomainError, ErrorCode } from '../../errors.js';
 import type { Logger } from '../../logger.js';
@@ -7,7 +8,14 @@ import type { Viewer } from '../auth/token-verifier.js';
 import type { EmployeeDirectory } from '../employees/employee-directory.js';
 import type { GatewayClient } from '../gateway/gateway.client.js';
 import type { IdempotencyKeys, IdempotentCall, StoredAnswer } from '../idempotency/idempotency-keys.js';
-import { type AuditItemRecord, attributeUsageFifo, type Batch, type Ledger, toWholeSecond } from '../quota/ledger.js';
+import {
+  type AuditItemRecord,
+  attributeUsageFifo,
+  type Batch,
+  type Ledger,
+  toWholeSecond,
+  type UserLedger,
+} from '../quota/ledger.js';
 import { starredProjects } from '../users/auth-user.entity.js';
 import type { UserDirectory } from '../users/user-directory.js';
 import {
@@ -93,7 +101,7 @@ export class VouchersService {
           };
     if (call) {
       // Before the balance checks: a repeated call answers as the first did, whatever the balance is now.
-      const earlier = await this.keys.lookup(em, call);
+      const earlier = await this.keys.lookup(sqlOf(em), call);
       if (earlier) return rememberedTransfer(earlier);
     }
     // The giver's used is read now, beside the directory, not under the ledger lock: the gateway
@@ -114,7 +122,7 @@ export class VouchersService {
 
     return this.ledger.withUserLedger(em, giver.userId, async (ledger) => {
       if (call) {
-        const claim = await this.keys.claim(ledger.em, call);
+        const claim = await this.keys.claim(ledger.sql, call);
         if (!claim.claimed) return rememberedTransfer(claim.answer);
       }
       const batches = await ledger.validBatches();
@@ -156,7 +164,7 @@ export class VouchersService {
         items,
         timestamp: Math.floor(this.clock.now().getTime() / 1000),
       };
-      const voucherCode = await this.issueDistinctCode(ledger.em, payload);
+      const voucherCode = await this.issueDistinctCode(ledger.sql, payload);
       await ledger.audit({
         operation: 'TRANSFER_OUT',
         amount: -totalAmount,
@@ -167,16 +175,20 @@ export class VouchersService {
         actor: giver.userId,
       });
       const outcome: TransferOutOutcome = { voucherCode, receiverId, totalAmount, items };
-      if (call) await this.keys.remember(ledger.em, call, storedTransfer(outcome));
+      if (call) await this.keys.remember(ledger.sql, call, storedTransfer(outcome));
       await ledger.pushTotal();
       return outcome;
     });
   }
 
   /**
-   * Redeems a voucher for the token's user. The redemption row is inserted first; the unique index on
-   * the code decides between concurrent redemptions, and every loser answers ALREADY_REDEEMED with the
-   * original outcome. A gateway failure rolls back the redemption with everything else.
+   * Redeems a voucher for the token's user: the credits, the TRANSFER_IN audit and the redemption row
+   * (with its outcome) in one transaction under the receiver's ledger lock, then the gateway total.
+   * The unique index on the code decides: a redemption that finds the code taken — committed by an
+   * earlier call, or by a racing one while this one waited for the lock — rolls back everything it did
+   * and answers ALREADY_REDEEMED with the original outcome. The row is written last, before the
+   * gateway hears of anything, so the common case costs one statement for it, and a loser never
+   * touches the gateway. A gateway failure rolls back the redemption with everything else.
    */
   async transferIn(em: EntityManager, receiverId: string, code: string): Promise<TransferInOutcome> {
     const now = this.clock.now();
@@ -185,72 +197,74 @@ export class VouchersService {
       throw new DomainError(ErrorCode.VOUCHER_NOT_FOR_USER, 'This voucher was issued to another user.');
     }
 
-    // A courtesy for repeated calls: a committed redemption answers without taking the ledger lock.
-    const committed = await findRedemption(em, code);
-    if (committed) return alreadyRedeemed(code, payload, new Date(committed.create_time), committed.result);
-
-    const outcome = await this.ledger.withUserLedger(em, receiverId, async (ledger) => {
-      const inserted = await ledger.em.execute<{ id: string }[]>(
-        `insert into voucher_redemption (voucher_code, receiver_id, create_time) values (?, ?, ?)
-         on conflict do nothing returning id`,
-        [code, receiverId, now],
+    let outcome: TransferInOutcome;
+    try {
+      outcome = await this.ledger.withUserLedger(em, receiverId, (ledger) =>
+        this.redeem(ledger, code, payload, receiverId, now),
       );
-      if (inserted.length === 0) {
-        const earlier = await findRedemption(ledger.em, code);
-        if (!earlier) throw new Error('voucher redemption conflicted with a row that cannot be found');
-        return alreadyRedeemed(code, payload, new Date(earlier.create_time), earlier.result);
-      }
-
-      const items: TransferInItemView[] = [];
-      const auditItems: AuditItemRecord[] = [];
-      for (const item of payload.items) {
-        const expiryDate = toWholeSecond(item.expiryDate);
-        if (expiryDate.getTime() <= now.getTime()) {
-          items.push({ amount: item.amount, expiryDate, success: false, isExpired: true, failureReason: 'EXPIRED' });
-          auditItems.push({ amount: item.amount, expiryDate, status: 'EXPIRED', failureReason: 'EXPIRED' });
-          continue;
-        }
-        const batch = await ledger.credit(expiryDate, item.amount);
-        items.push({ amount: item.amount, expiryDate, success: true, isExpired: false, failureReason: null });
-        auditItems.push({
-          amount: item.amount,
-          expiryDate,
-          status: 'SUCCESS',
-          originalQuota: batch.amount - item.amount,
-          newQuota: batch.amount,
-        });
-      }
-      const credited = items.filter((item) => item.success);
-      const amount = credited.reduce((sum, item) => sum + item.amount, 0);
-      await ledger.audit({
-        operation: 'TRANSFER_IN',
-        amount,
-        // The earliest credited expiry; with nothing credited, the earliest of the voucher.
-        expiryDate: earliest(credited.length > 0 ? credited : items),
-        items: auditItems,
-        voucherCode: code,
-        relatedUser: payload.giverId,
-        actor: receiverId,
-      });
-      // Nothing credited, nothing to tell the gateway (the total is unchanged).
-      if (amount > 0) await ledger.pushTotal();
-      const result: TransferInOutcome = {
-        ...outcomeBase(code, payload),
-        ...describeRedemption(credited.length, items.length - credited.length),
-        amount,
-        items,
-      };
-      await ledger.em.execute('update voucher_redemption set result = ? where id = ?', [
-        storeOutcome(result),
-        inserted[0]!.id,
-      ]);
-      return result;
-    });
-
-    if (outcome.status !== 'ALREADY_REDEEMED' && outcome.amount > 0) {
-      await this.pushStarredProjects(em, receiverId, payload.giverGithubStar);
+    } catch (error) {
+      if (!(error instanceof RedeemedBefore)) throw error;
+      const earlier = await findRedemption(sqlOf(em), code);
+      if (!earlier) throw new Error('voucher redemption conflicted with a row that cannot be found');
+      return alreadyRedeemed(code, payload, new Date(earlier.create_time), earlier.result);
     }
+    if (outcome.amount > 0) await this.pushStarredProjects(em, receiverId, payload.giverGithubStar);
     return outcome;
+  }
+
+  private async redeem(
+    ledger: UserLedger,
+    code: string,
+    payload: VoucherPayload,
+    receiverId: string,
+    now: Date,
+  ): Promise<TransferInOutcome> {
+    const items: TransferInItemView[] = [];
+    const auditItems: AuditItemRecord[] = [];
+    for (const item of payload.items) {
+      const expiryDate = toWholeSecond(item.expiryDate);
+      if (expiryDate.getTime() <= now.getTime()) {
+        items.push({ amount: item.amount, expiryDate, success: false, isExpired: true, failureReason: 'EXPIRED' });
+        auditItems.push({ amount: item.amount, expiryDate, status: 'EXPIRED', failureReason: 'EXPIRED' });
+        continue;
+      }
+      const batch = await ledger.credit(expiryDate, item.amount);
+      items.push({ amount: item.amount, expiryDate, success: true, isExpired: false, failureReason: null });
+      auditItems.push({
+        amount: item.amount,
+        expiryDate,
+        status: 'SUCCESS',
+        originalQuota: batch.amount - item.amount,
+        newQuota: batch.amount,
+      });
+    }
+    const credited = items.filter((item) => item.success);
+    const amount = credited.reduce((sum, item) => sum + item.amount, 0);
+    await ledger.audit({
+      operation: 'TRANSFER_IN',
+      amount,
+      // The earliest credited expiry; with nothing credited, the earliest of the voucher.
+      expiryDate: earliest(credited.length > 0 ? credited : items),
+      items: auditItems,
+      voucherCode: code,
+      relatedUser: payload.giverId,
+      actor: receiverId,
+    });
+    const result: TransferInOutcome = {
+      ...outcomeBase(code, payload),
+      ...describeRedemption(credited.length, items.length - credited.length),
+      amount,
+      items,
+    };
+    const inserted = await ledger.sql.execute(
+      `insert into voucher_redemption (voucher_code, receiver_id, create_time, result) values (?, ?, ?, ?)
+       on conflict do nothing returning id`,
+      [code, receiverId, now, storeOutcome(result)],
+    );
+    if (inserted.length === 0) throw new RedeemedBefore();
+    // Nothing credited, nothing to tell the gateway (the total is unchanged).
+    if (amount > 0) await ledger.pushTotal();
+    return result;
   }
 
   /** What a code says, for its giver, its receiver or an admin. An undecodable code is `valid: false`. */
@@ -278,7 +292,7 @@ export class VouchersService {
         'Only the giver, the receiver or an administrator may read this voucher.',
       );
     }
-    const redemption = await findRedemption(em, code);
+    const redemption = await findRedemption(sqlOf(em), code);
     return {
       valid: true,
       giverId: payload.giverId,
@@ -297,14 +311,14 @@ export class VouchersService {
    * the old system's, so the only free field is the timestamp: it steps back a second until the code
    * is new. The giver's ledger lock is held, so no concurrent transfer of the giver can take it.
    */
-  private async issueDistinctCode(em: EntityManager, payload: VoucherPayload): Promise<string> {
+  private async issueDistinctCode(sql: Sql, payload: VoucherPayload): Promise<string> {
     for (let step = 0; step <= MAX_TIMESTAMP_STEPS; step++) {
       const timestamp = payload.timestamp - step;
       const code = this.codec.encode({ ...payload, timestamp });
       // A voucher's audit is written (clock time) after its timestamp was taken, never before, so
       // only the giver's recent audits can hold this code: the (user_id, create_time) index bounds
       // the scan. The hour of margin covers clocks that disagree between instances.
-      const taken = await em.execute(
+      const taken = await sql.execute(
         `select 1 from quota_audit
           where user_id = ? and create_time >= ? and operation = 'TRANSFER_OUT' and voucher_code = ? limit 1`,
         [payload.giverId, new Date((timestamp - CODE_SCAN_MARGIN_SECONDS) * 1000), code],
@@ -348,9 +362,12 @@ function earliest(items: { expiryDate: Date }[]): Date {
   return new Date(Math.min(...items.map((item) => item.expiryDate.getTime())));
 }
 
-async function findRedemption(em: EntityManager, code: string): Promise<RedemptionRow | null> {
+/** The voucher's redemption row was there (committed) when this redemption tried to write its own. */
+class RedeemedBefore extends Error {}
+
+async function findRedemption(sql: Sql, code: string): Promise<RedemptionRow | null> {
   // md5(…) = md5(?) uses the unique index; the plain comparison guards against a collision.
-  const rows = await em.execute<RedemptionRow[]>(
+  const rows = await sql.execute<RedemptionRow>(
     'select create_time, result from voucher_redemption where md5(voucher_code) = md5(?) and voucher_code = ?',
     [code, code],
   );
