@@ -19,6 +19,7 @@ export function sqlOf(em: EntityManager): Sql {
 /** The part of a node-postgres client we use. */
 interface PgConnection {
   query(config: { text: string; values?: unknown[] }): Promise<{ rows: object[] }>;
+  escapeLiteral(value: string): string;
   __knex__disposed?: unknown;
 }
 
@@ -45,7 +46,20 @@ let transactionSequence = 0;
  * set of connection settings and type parsers). Each statement is reported on knex's `query` event,
  * like the ORM's own, so statement counts see it.
  */
-export async function inDriverTransaction<T>(em: EntityManager, work: (sql: Sql) => Promise<T>): Promise<T> {
+export interface DriverTransactionOptions {
+  /**
+   * Takes `pg_advisory_xact_lock(hashtextextended(key, 0))` in the same round trip as `begin` (one
+   * simple-protocol message with the key as an escaped literal): the lock is every ledger
+   * transaction's first statement, so this saves a round trip each time.
+   */
+  advisoryLockKey?: string;
+}
+
+export async function inDriverTransaction<T>(
+  em: EntityManager,
+  work: (sql: Sql) => Promise<T>,
+  options: DriverTransactionOptions = {},
+): Promise<T> {
   const client = em.getConnection().getKnex().client as unknown as KnexClient;
   const connection = await client.acquireConnection();
   const transactionId = `driver-${++transactionSequence}`;
@@ -66,8 +80,12 @@ export async function inDriverTransaction<T>(em: EntityManager, work: (sql: Sql)
   const disposeUnlessSqlError = (error: unknown) => {
     if (!hasSqlState(error)) connection.__knex__disposed ??= error;
   };
+  const begin =
+    options.advisoryLockKey === undefined
+      ? 'begin'
+      : `begin; select pg_advisory_xact_lock(hashtextextended(${connection.escapeLiteral(options.advisoryLockKey)}, 0))`;
   try {
-    await run('begin').catch((error) => {
+    await run(begin).catch((error) => {
       disposeUnlessSqlError(error);
       throw error;
     });

@@ -129,6 +129,22 @@ describe('inDriverTransaction', () => {
   });
 });
 
+describe('inDriverTransaction with advisoryLockKey', () => {
+  it('holds the advisory lock of the key (escaped, whatever it contains) until the end of the transaction', async () => {
+    const key = `quote ' backslash \\ semicolon; -- end`;
+    const heldByOthers = async () => {
+      const rows = await em().execute<{ free: boolean }[]>(
+        'select pg_try_advisory_xact_lock(hashtextextended(?, 0)) as free',
+        [key],
+      );
+      return !rows[0]!.free;
+    };
+    const duringTransaction = await inDriverTransaction(em(), () => heldByOthers(), { advisoryLockKey: key });
+    expect(duringTransaction).toBe(true);
+    expect(await heldByOthers()).toBe(false);
+  });
+});
+
 describe('Ledger.withUserLedger', () => {
   it('refuses to run inside an ORM transaction (it would run on a second connection)', async () => {
     const error = await failure(

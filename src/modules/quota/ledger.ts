@@ -6,7 +6,6 @@ import type { Logger } from '../../logger.js';
 import { type Cents, centsToAmount, centsToDecimalString, decimalToCents } from '../../money.js';
 import type { GatewayClient } from '../gateway/gateway.client.js';
 import { isGatewayError } from '../gateway/gateway.errors.js';
-import { QuotaAuditRow } from './quota-audit.entity.js';
 
 /**
  * The ledger core (SPEC §5, §8): every change to a user's batches goes through `withUserLedger`,
@@ -68,11 +67,18 @@ export interface UserLedger {
   /** Marks a VALID batch EXPIRED (its amount stays as it was, for the record). */
   expire(batchId: string): Promise<void>;
   /** Writes the audit row of this change. */
-  audit(entry: AuditEntry): Promise<QuotaAuditRow>;
+  audit(entry: AuditEntry): Promise<WrittenAudit>;
   /** Σ VALID, in cents: known from this transaction's reads and changes, else read. */
   validTotal(): Promise<Cents>;
   /** gateway.setTotal(userId, Σ VALID): absolute, retried. Call it last, inside the transaction. */
   pushTotal(): Promise<Cents>;
+}
+
+/** An audit row as written. Mapping it to an entity costs CPU; only callers that answer with it do. */
+export interface WrittenAudit {
+  id: string;
+  /** The row as PostgreSQL returned it (for `em.map(QuotaAuditRow, row)`). */
+  row: Record<string, unknown>;
 }
 
 /**
@@ -87,6 +93,10 @@ export interface LedgerObserver {
 const POSITIVE_OPERATIONS: ReadonlySet<AuditOperation> = new Set(['RECHARGE', 'TRANSFER_IN']);
 
 const BATCH_COLUMNS = 'id, user_id, amount, expiry_date, status, create_time';
+
+/** The advisory lock of a user's ledger is on hashtextextended(this prefix + user id, 0). */
+const LEDGER_LOCK_PREFIX = 'quota-ledger:';
+const ledgerLockKey = (userId: string): string => `${LEDGER_LOCK_PREFIX}${userId}`;
 
 export class Ledger {
   constructor(
@@ -105,8 +115,8 @@ export class Ledger {
    *
    * The transaction runs on a connection of `em`'s pool with its statements sent straight to the
    * driver (inDriverTransaction: the ORM's per-statement cost was most of a transfer's database time);
-   * `em` itself is only used to map audit rows to entities. So it cannot join a transaction `em` is
-   * already in: that is refused rather than silently run on a second connection.
+   * `em` only lends its connection pool. So it cannot join a transaction `em` is already in: that is
+   * refused rather than silently run on a second connection.
    */
   async withUserLedger<T>(em: EntityManager, userId: string, work: (ledger: UserLedger) => Promise<T>): Promise<T> {
     if (typeof userId !== 'string' || userId === '') throw new Error('withUserLedger needs a user id');
@@ -138,9 +148,9 @@ export class Ledger {
     const { result, audited } = await em.transactional(async (transaction) => {
       // jsonb_array_elements_text yields the array in order, and each lock is taken as its row is read.
       await transaction.execute(
-        `select count(pg_advisory_xact_lock(hashtextextended('quota-ledger:' || id, 0)))::int as locked
+        `select count(pg_advisory_xact_lock(hashtextextended(? || id, 0)))::int as locked
            from jsonb_array_elements_text(?::jsonb) as id`,
-        [JSON.stringify(sorted)],
+        [LEDGER_LOCK_PREFIX, JSON.stringify(sorted)],
       );
       return work(transaction);
     });
@@ -155,11 +165,14 @@ export class Ledger {
     work: (ledger: UserLedger) => Promise<T>,
     attempt: { ledger?: TransactionLedger },
   ): Promise<T> {
-    return inDriverTransaction(em, async (sql) => {
-      await sql.execute('select pg_advisory_xact_lock(hashtextextended(?, 0)) as locked', [`quota-ledger:${userId}`]);
-      attempt.ledger = new TransactionLedger(sql, em, userId, this.gateway, this.clock);
-      return work(attempt.ledger);
-    });
+    return inDriverTransaction(
+      em,
+      async (sql) => {
+        attempt.ledger = new TransactionLedger(sql, userId, this.gateway, this.clock);
+        return work(attempt.ledger);
+      },
+      { advisoryLockKey: ledgerLockKey(userId) },
+    );
   }
 
   private reportCommitted(changes: readonly Pick<AuditEntry, 'operation' | 'amount'>[]): void {
@@ -211,8 +224,6 @@ class TransactionLedger implements UserLedger {
 
   constructor(
     readonly sql: Sql,
-    /** Maps audit rows to entities; never queried (it is not in this transaction). */
-    private readonly mapper: EntityManager,
     readonly userId: string,
     private readonly gateway: GatewayClient,
     private readonly clock: Clock,
@@ -292,7 +303,7 @@ class TransactionLedger implements UserLedger {
     if (this.knownTotal !== null) this.knownTotal -= decimalToCents(rows[0]!.amount);
   }
 
-  async audit(entry: AuditEntry): Promise<QuotaAuditRow> {
+  async audit(entry: AuditEntry): Promise<WrittenAudit> {
     if (!Number.isSafeInteger(entry.amount)) throw new Error(`audit amount is not whole cents: ${entry.amount}`);
     const positive = POSITIVE_OPERATIONS.has(entry.operation);
     if (positive ? entry.amount < 0 : entry.amount > 0) {
@@ -320,7 +331,8 @@ class TransactionLedger implements UserLedger {
       ],
     );
     this.audited.push({ operation: entry.operation, amount: entry.amount });
-    return this.mapper.map(QuotaAuditRow, rows[0]!);
+    const row = rows[0]!;
+    return { id: String(row.id), row };
   }
 
   async validTotal(): Promise<Cents> {

@@ -50,7 +50,8 @@ export interface GrantOptions {
 
 export interface GrantResult {
   batch: Batch;
-  audit: QuotaAuditRow;
+  /** The RECHARGE audit written. */
+  auditId: string;
   /** The gateway total written: the user's new Σ VALID. */
   total: Cents;
 }
@@ -137,7 +138,7 @@ export class QuotaService {
       });
       await options.inTransaction?.(ledger.sql);
       const total = await ledger.pushTotal();
-      return { batch, audit, total };
+      return { batch, auditId: audit.id, total };
     });
   }
 
@@ -244,7 +245,7 @@ export class QuotaService {
           });
           remaining -= take;
         }
-        const audit = await ledger.audit({
+        const written = await ledger.audit({
           operation: 'DEDUCT',
           amount: -amount,
           expiryDate: items[0]!.expiryDate,
@@ -253,9 +254,9 @@ export class QuotaService {
           reference,
           actor,
         });
-        if (call) await this.keys.remember(ledger.sql, call, { auditId: audit.id });
+        if (call) await this.keys.remember(ledger.sql, call, { auditId: written.id });
         await ledger.pushTotal();
-        return audit;
+        return em.map(QuotaAuditRow, written.row);
       });
     } catch (error) {
       // Another user's deduction took the reference first: the index refused ours, nothing changed.
