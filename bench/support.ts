@@ -6,9 +6,13 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { ApolloServer } from '@apollo/server';
+import { startStandaloneServer } from '@apollo/server/standalone';
+import { printSchema } from 'graphql';
 import { type RunningApp, startApp } from '../src/app.js';
 import { loadConfig } from '../src/config.js';
 import { startEmbeddedPostgres } from '../src/db/embedded-postgres.js';
+import { buildApiSchema } from '../src/graphql/schema.js';
 import { silentLogger } from '../src/logger.js';
 import { mintToken } from '../src/modules/auth/token-verifier.js';
 import { GatewaySimulator } from '../src/modules/gateway/simulator/gateway-simulator.js';
@@ -706,4 +710,28 @@ export function formatResultTable(results: readonly BenchResult[]): string {
       String(result.baseline),
     ]),
   );
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The floor of "GraphQL over HTTP in Node": a bare Apollo server with the app's schema
+
+/** Resolvers of the bare server: type name → field → what it answers (fixed data, no work). */
+export type BareResolvers = Record<string, Record<string, () => unknown>>;
+
+/**
+ * A bare Apollo server (`startStandaloneServer`) built from the app's schema SDL, whose resolvers return
+ * fixed answers: the same documents and clients cost it only parsing, validation, execution and HTTP
+ * — no auth, no limits, no database, no gateway. Baselines measure the server against it.
+ */
+export async function startBareApollo(resolvers: BareResolvers): Promise<{ url: string; stop(): Promise<void> }> {
+  const typeDefs = printSchema(await buildApiSchema());
+  const server = new ApolloServer({
+    typeDefs,
+    // As the app (GRAPHQL_INTROSPECTION defaults to true): otherwise NODE_ENV=production would add
+    // Apollo's NoIntrospection rule to the baseline only.
+    introspection: true,
+    resolvers,
+  });
+  const { url } = await startStandaloneServer(server, { listen: { port: 0, host: '127.0.0.1' } });
+  return { url, stop: () => server.stop() };
 }

@@ -21,6 +21,7 @@ import {
   resolveOptions,
   round,
   runIfMain,
+  startBareApollo,
   startBenchEnvironment,
   summarize,
 } from './support.js';
@@ -50,7 +51,21 @@ const HOT_BALANCE: Cents = 100_000_000;
 const TARGET_RATIO = 0.3;
 const TARGET_P99_MS = 50;
 
-function describeRun(run: DriveRun<Pair>): string {
+/** A run with the CPU this process spent on it (all threads: the app, the simulator and the clients). */
+type MeasuredRun = DriveRun<Pair> & { cpuMsPerTransfer: number };
+
+/**
+ * CPU per transfer is the figure to compare between two commits on a busy machine: other processes
+ * slow the rates down, but hardly change how much CPU a transfer costs this process.
+ */
+async function measured(run: () => Promise<DriveRun<Pair>>): Promise<MeasuredRun> {
+  const before = process.cpuUsage();
+  const result = await run();
+  const used = process.cpuUsage(before);
+  return { ...result, cpuMsPerTransfer: (used.user + used.system) / 1000 / Math.max(1, result.completed) };
+}
+
+function describeRun(run: MeasuredRun): string {
   const pairs = summarize(run.latency);
   const outs = summarize(run.values.map((value) => value[0]));
   const ins = summarize(run.values.map((value) => value[1]));
@@ -59,6 +74,7 @@ function describeRun(run: DriveRun<Pair>): string {
     `  transfer (out+in) latency p50 ${fixed(pairs.p50)} ms, p99 ${fixed(pairs.p99)} ms`,
     `  transferOut p50 ${fixed(outs.p50)} ms, p99 ${fixed(outs.p99)} ms; ` +
       `transferIn p50 ${fixed(ins.p50)} ms, p99 ${fixed(ins.p99)} ms`,
+    `  Node CPU per transfer (this process, clients included): ${fixed(run.cpuMsPerTransfer, 2)} ms`,
     `  failed: ${describeFailures(run.failures)}`,
   ].join('\n');
 }
@@ -258,17 +274,42 @@ export async function run(options: BenchOptions = {}): Promise<BenchResult> {
     await serverPairs(serverRequest('warm-up', 64, false));
     await drive({ name: 'warm-up', total: 64, clients }, raw(false));
 
-    const random = await serverPairs(serverRequest('server, random pairs', pairs, false));
-    const randomRaw = await drive({ name: 'raw SQL, random pairs', total: pairs, clients }, raw(false));
+    const random = await measured(() => serverPairs(serverRequest('server, random pairs', pairs, false)));
+    const randomRaw = await measured(() => drive({ name: 'raw SQL, random pairs', total: pairs, clients }, raw(false)));
     log(describeRun(random));
     log(describeRun(randomRaw));
     log(`${ratioLine(random, randomRaw)}\n`);
 
-    const hot = await serverPairs(serverRequest('server, hot giver', hotPairs, true));
-    const hotRaw = await drive({ name: 'raw SQL, hot giver', total: hotPairs, clients }, raw(true));
+    const hot = await measured(() => serverPairs(serverRequest('server, hot giver', hotPairs, true)));
+    const hotRaw = await measured(() => drive({ name: 'raw SQL, hot giver', total: hotPairs, clients }, raw(true)));
     log(describeRun(hot));
     log(describeRun(hotRaw));
     log(`${ratioLine(hot, hotRaw)}\n`);
+
+    // The ceiling: the same clients and documents against a server that does nothing but GraphQL over
+    // HTTP. A server that added the raw baseline's database work to that, on the same CPU, could reach
+    // at most bare·raw/(bare + raw) transfers/s: that over raw is the highest ratio within reach here.
+    const bare = await startBareApollo({
+      Mutation: {
+        transferOut: () => ({ voucherCode: 'bench-voucher' }),
+        transferIn: () => ({ status: 'SUCCESS' }),
+      },
+    });
+    let bareRun: MeasuredRun;
+    try {
+      bareRun = await measured(() =>
+        serverPairs({ ...serverRequest('bare Apollo, same documents', pairs, false), url: bare.url }),
+      );
+    } finally {
+      await bare.stop();
+    }
+    const ceiling = bareRun.rate / (bareRun.rate + randomRaw.rate);
+    log(describeRun(bareRun));
+    log(
+      `  ceiling: GraphQL over HTTP alone plus the raw database work, one after the other, would reach ` +
+        `${(randomRaw.rate * ceiling).toFixed(1)} transfers/s = ${ceiling.toFixed(3)} of raw; the server reaches ` +
+        `${(random.rate / randomRaw.rate / ceiling).toFixed(2)} of that ceiling\n`,
+    );
 
     const violations = await ledgerViolations(pool, simulator, {
       offGateway: (userId) => userId.startsWith('raw-'),
@@ -295,6 +336,10 @@ export async function run(options: BenchOptions = {}): Promise<BenchResult> {
         hotGiverTransfersPerSecond: round(hot.rate, 1),
         hotGiverP99Ms: round(hotLatency.p99, 1),
         hotGiverRatio: round(hot.rate / hotRaw.rate, 3),
+        cpuMsPerTransfer: round(random.cpuMsPerTransfer, 2),
+        bareApolloTransfersPerSecond: round(bareRun.rate, 1),
+        ceilingRatio: round(ceiling, 3),
+        rawCpuMsPerTransfer: round(randomRaw.cpuMsPerTransfer, 2),
         failed,
         invariantViolations: violations.length,
       },
