@@ -168,6 +168,7 @@ export async function startApp(options: StartAppOptions): Promise<RunningApp> {
         runner: jobRunner,
         keys: idempotencyKeys,
         quota: () => services.quota,
+        ledger,
         executor: { concurrency: config.strategyScanConcurrency },
       }),
       vouchers: new VouchersService(

@@ -390,12 +390,15 @@ describe('two instances on one database and one gateway', () => {
     );
     // The scan may already have been started by a scheduled fire on either instance: find its owner.
     let runId = started.triggerScan.id;
-    await pollUntil('the scan to grant its first users', 20_000, async () => {
+    // A chunk of users is granted in one transaction, its executions completed at its commit: the
+    // middle of the scan is while the gateway is being told the chunk's totals.
+    await pollUntil('the scan to set its first gateway totals', 20_000, async () => {
       const [run] = await sql<{ id: string; status: string }>(
         `select id::text, status from job_run where job_key = 'scan' and status = 'RUNNING'`,
       );
       if (run) runId = run.id;
-      return (await completedExecutions(bulk)) >= 40;
+      const totalsSet = simulator.calls({ route: 'setTotal' }).filter((call) => call.params.user_id?.startsWith('p2-'));
+      return totalsSet.length >= 40;
     });
     const [running] = await sql<{ status: string; instance_id: string }>(
       'select status, instance_id from job_run where id = ?',

@@ -2,12 +2,13 @@ import type { MikroORM } from '@mikro-orm/postgresql';
 import { batchNumber, type Clock } from '../../clock.js';
 import type { DefaultExpiryRule } from '../../config.js';
 import type { Sql } from '../../db/driver-transaction.js';
-import { DomainError, ErrorCode, isDomainError } from '../../errors.js';
+import { DomainError, ErrorCode } from '../../errors.js';
 import type { Logger } from '../../logger.js';
 import { type Cents, centsToDecimalString, decimalToCents } from '../../money.js';
 import type { EmployeeDirectory } from '../employees/employee-directory.js';
 import type { GatewayClient } from '../gateway/gateway.client.js';
 import type { JobExecution } from '../jobs/job-runner.js';
+import type { Ledger } from '../quota/ledger.js';
 import type { QuotaService } from '../quota/quota.service.js';
 import { type ConditionAst, evaluateCondition, parseCondition } from './condition/index.js';
 import { conditionContext } from './condition-context.js';
@@ -18,6 +19,7 @@ import {
   type CandidateUser,
   DEFAULT_CANDIDATE_CHUNK,
 } from './strategy-candidates.js';
+import { type Claim, describeGrantError, StrategyChunkGrant } from './strategy-chunk-grant.js';
 import { grantExpiry } from './strategy-rules.js';
 
 /**
@@ -25,18 +27,19 @@ import { grantExpiry } from './strategy-rules.js';
  * 1. claim: insert the execution as `processing` (`on conflict do nothing`); the unique indexes of the
  *    strategies migration let exactly one run claim a user for a single strategy or for a fire;
  *    losing the claim means another run has the user, and this one skips them;
- * 2. grant: QuotaService.grantQuota, whose transaction also marks the execution COMPLETED in one
- *    statement (only if it is still this run's claim, and, for periodic strategies, only below
- *    `maxExecPerUser` — checked under the user's ledger lock, so two fires cannot both pass it);
- * 3. on failure: the grant rolled back; the execution is marked FAILED with the error, and the next
- *    run tries the user again.
+ * 2. grant: the batch, the RECHARGE audit and the execution marked COMPLETED (only if it is still
+ *    this run's claim, and, for periodic strategies, only below `maxExecPerUser` — checked under the
+ *    user's ledger lock, so two fires cannot both pass it), then the gateway total, in one transaction;
+ * 3. on failure: the user's grant rolled back; the execution is marked FAILED with the error, and the
+ *    next run tries the user again.
  *
  * Speed (bench/scan.ts, bench/README.md): users come in keyset chunks, decided in SQL where the
- * condition allows (then only their ids are read), claimed one chunk per statement, and granted
- * `concurrency` at a time, each grant its own ledger transaction with the gateway total written inside
- * (SPEC §8). Per grant that is the ledger's statements plus one of ours; the time goes to the ledger
- * transaction and the gateway calls, not to this loop (measured: the scan costs no more CPU than its
- * grants and look-ups made directly). A run holds at most `concurrency` + 1 database connections.
+ * condition allows (then only their ids are read), claimed one chunk per statement, and granted a
+ * chunk per transaction (StrategyChunkGrant: a statement per step for the whole chunk under all its
+ * users' ledger locks, then the gateway totals `concurrency` at a time, a user whose total cannot be
+ * set taken out alone). A chunk whose transaction fails before the gateway heard of it is granted one
+ * user at a time (grantOne: QuotaService.grantQuota, whose transaction also completes the execution),
+ * so one user's problem fails only that user. A run holds at most `concurrency` + 1 database connections.
  */
 
 export interface StrategyExecutorOptions {
@@ -65,11 +68,13 @@ type Grants = Pick<QuotaService, 'grantQuota'>;
 export class StrategyExecutor {
   private readonly concurrency: number;
   private readonly chunkSize: number;
+  private readonly chunkGrant: StrategyChunkGrant;
 
   constructor(
     private readonly orm: MikroORM,
     private readonly candidates: CandidateSource,
     private readonly grants: () => Grants,
+    ledger: Pick<Ledger, 'withUsersLocked' | 'withUserLedger'>,
     private readonly gateway: GatewayClient,
     private readonly employees: EmployeeDirectory,
     private readonly settings: { timeZone: string; defaultExpiry: DefaultExpiryRule },
@@ -78,6 +83,7 @@ export class StrategyExecutor {
   ) {
     this.concurrency = options.concurrency ?? 8;
     this.chunkSize = options.chunkSize ?? DEFAULT_CANDIDATE_CHUNK;
+    this.chunkGrant = new StrategyChunkGrant(orm, ledger, gateway, clock, this.concurrency);
   }
 
   /** The fire this run is: the scheduled instant of a scheduled run, the run itself otherwise. */
@@ -188,7 +194,16 @@ export class StrategyExecutor {
     }
   }
 
-  private async grantAll(claimed: { userId: string; executionId: string }[], run: RunState): Promise<void> {
+  /** The chunk in one transaction; one user at a time if that transaction could not be written. */
+  private async grantAll(claimed: Claim[], run: RunState): Promise<void> {
+    const outcome = run.execution.signal.aborted ? null : await this.chunkGrant.grant(run, claimed);
+    if (outcome) {
+      run.summary.granted += outcome.granted;
+      run.summary.failed += outcome.failed;
+      if (outcome.granted > 0) run.execution.progress.succeeded(outcome.granted);
+      if (outcome.failed > 0) run.execution.progress.failed(outcome.failed);
+      return;
+    }
     const pending = new Set(claimed.map((claim) => claim.executionId));
     await forEachConcurrently(claimed, this.concurrency, async (claim) => {
       // Shutdown: stop between users; the claims not yet granted are released below.
@@ -307,12 +322,6 @@ function invalidStoredCondition(strategy: QuotaStrategy, problem: string): Domai
     ErrorCode.INVALID_CONDITION,
     `strategy ${JSON.stringify(strategy.name)} (${strategy.id}) has an invalid condition: ${problem}`,
   );
-}
-
-/** `CODE: message` for the execution's error column; no internals for unexpected errors. */
-function describeGrantError(error: unknown): string {
-  if (isDomainError(error)) return `${error.code}: ${error.message}`;
-  return 'INTERNAL_SERVER_ERROR: unexpected error while granting (see the server log)';
 }
 
 /** Runs `work` over the items with at most `limit` at a time. */

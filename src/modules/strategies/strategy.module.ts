@@ -6,6 +6,7 @@ import type { EmployeeDirectory } from '../employees/employee-directory.js';
 import type { GatewayClient } from '../gateway/gateway.client.js';
 import type { IdempotencyKeys } from '../idempotency/idempotency-keys.js';
 import type { JobRunner } from '../jobs/job-runner.js';
+import type { Ledger } from '../quota/ledger.js';
 import type { QuotaService } from '../quota/quota.service.js';
 import type { UserDirectory } from '../users/user-directory.js';
 import { StrategyService } from './strategy.service.js';
@@ -26,6 +27,8 @@ export interface StrategyModuleDeps {
   keys: IdempotencyKeys;
   /** Read at grant time: the quota service is built alongside. */
   quota: () => Pick<QuotaService, 'grantQuota'>;
+  /** Chunks of users are granted in one transaction holding their ledger locks. */
+  ledger: Pick<Ledger, 'withUsersLocked' | 'withUserLedger'>;
   executor?: StrategyExecutorOptions;
 }
 
@@ -37,6 +40,7 @@ export function createStrategyService(deps: StrategyModuleDeps): StrategyService
     orm,
     candidates,
     deps.quota,
+    deps.ledger,
     gateway,
     employees,
     { timeZone: config.timeZone, defaultExpiry: config.defaultExpiry },
