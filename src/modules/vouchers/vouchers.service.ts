@@ -109,16 +109,14 @@ export class VouchersService {
     // round trip. It only grows, except when expiry resets it (under the lock); a value read before
     // such a reset is higher than the truth, so it can only make the check stricter, never overdraw.
     const usedRead = settled(this.gateway.getUsed(giver.userId));
-    const records = await this.directory.findByIds([receiverId, giver.userId]);
-    const receiverRecord = records.get(receiverId);
-    const giverRecord = records.get(giver.userId);
-    if (!receiverRecord) {
+    const stars = await this.directory.findGithubStars([receiverId, giver.userId]);
+    if (!stars.has(receiverId)) {
       throw new DomainError(
         ErrorCode.USER_NOT_FOUND,
         `Receiver ${JSON.stringify(receiverId)} is not in the user directory.`,
       );
     }
-    const giverGithubStar = starredProjects(giverRecord?.githubStar).join(',');
+    const giverGithubStar = starredProjects(stars.get(giver.userId)).join(',');
 
     return this.ledger.withUserLedger(em, giver.userId, async (ledger) => {
       if (call) {
