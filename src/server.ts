@@ -126,8 +126,11 @@ export async function createHttpApp(options: HttpServerOptions): Promise<HttpApp
     inFlight.add(handling);
     handling.finally(() => inFlight.delete(handling));
   });
-  server.keepAliveTimeout = 5_000;
-  server.headersTimeout = 10_000;
+  // Idle keep-alive connections stay open longer than the usual proxy or load balancer idle timeout
+  // (60 s): a server that closes first races the proxy's next request on that connection, which the
+  // client then sees as a reset (a 502 behind a load balancer; UND_ERR_SOCKET from fetch in tests).
+  server.keepAliveTimeout = 65_000;
+  server.headersTimeout = 66_000;
   server.requestTimeout = 60_000;
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
