@@ -1,9 +1,5 @@
 import 'reflect-metadata';
-import { ApolloServer } from '@apollo/server';
-import { startStandaloneServer } from '@apollo/server/standalone';
-import { printSchema } from 'graphql';
 import { endOfMonth } from '../src/clock.js';
-import { buildApiSchema } from '../src/graphql/schema.js';
 import { PROBE_USER_ID } from '../src/modules/gateway/gateway.client.js';
 import { StrategyType } from '../src/modules/strategies/strategy.types.js';
 import {
@@ -24,6 +20,7 @@ import {
   round,
   runIfMain,
   type StatementCounter,
+  startBareApollo,
   startBenchEnvironment,
   summarize,
 } from './support.js';
@@ -163,23 +160,6 @@ async function probe(
   return { statements: statements.count / PROBE_REQUESTS, gatewayCalls: gatewayCalls / PROBE_REQUESTS };
 }
 
-/**
- * A bare Apollo server with the app's schema (SDL) whose resolvers return fixed answers: the floor
- * of "GraphQL over HTTP in Node" on this machine, for the same documents and the same client.
- */
-async function startBareApollo(answers: { myQuota: unknown; strategies: unknown }) {
-  const typeDefs = printSchema(await buildApiSchema());
-  const server = new ApolloServer({
-    typeDefs,
-    // As the app (GRAPHQL_INTROSPECTION defaults to true): otherwise NODE_ENV=production would add
-    // Apollo's NoIntrospection rule to the baseline only.
-    introspection: true,
-    resolvers: { Query: { myQuota: () => answers.myQuota, strategies: () => answers.strategies } },
-  });
-  const { url } = await startStandaloneServer(server, { listen: { port: 0, host: '127.0.0.1' } });
-  return { url, stop: () => server.stop() };
-}
-
 export async function run(options: BenchOptions = {}): Promise<BenchResult> {
   const { quick, log } = resolveOptions(options);
   const clients = envInt('BENCH_CLIENTS', 20);
@@ -211,7 +191,9 @@ export async function run(options: BenchOptions = {}): Promise<BenchResult> {
       strategies: (await postGraphql<{ strategies: unknown }>(app.url, adminTokens[0]!, STRATEGY_PAGE, { first: 20 }))
         .strategies,
     };
-    bare = await startBareApollo(answers);
+    bare = await startBareApollo({
+      Query: { myQuota: () => answers.myQuota, strategies: () => answers.strategies },
+    });
     statements = countStatements(app);
 
     // No N+1: the statements of one page must not grow with the page.
