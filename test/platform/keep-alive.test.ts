@@ -19,7 +19,10 @@ function keepAliveHeader(path: string): Promise<string | undefined> {
   return new Promise((resolve, reject) => {
     const call = request(`${app.baseUrl}${path}`, { headers: { connection: 'keep-alive' } }, (response) => {
       response.resume();
-      response.on('end', () => resolve(response.headers['keep-alive']));
+      response.on('end', () => {
+        const header = response.headers['keep-alive'];
+        resolve(Array.isArray(header) ? header.join(', ') : header);
+      });
     });
     call.on('error', reject);
     call.end();
