@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { inDriverTransaction, numberPlaceholders } from '../../src/db/driver-transaction.js';
 import type { EntityManager } from '../../src/db/orm.js';
 import { startTestApp, type TestApp } from '../support/app.js';
+import { failure } from '../support/failure.js';
 
 /**
  * The ledger's transactions run their statements on a driver connection of the ORM's pool
@@ -22,15 +23,6 @@ afterAll(async () => {
 
 async function probeRows(): Promise<{ id: number; note: string | null }[]> {
   return em().execute('select id, note from driver_probe order by id');
-}
-
-async function failure(promise: Promise<unknown>): Promise<unknown> {
-  try {
-    await promise;
-  } catch (error) {
-    return error;
-  }
-  throw new Error('expected a failure');
 }
 
 describe('numberPlaceholders', () => {

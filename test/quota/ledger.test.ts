@@ -4,6 +4,7 @@ import { silentLogger } from '../../src/logger.js';
 import { seedDemoQuota } from '../../src/modules/quota/demo-quota.js';
 import { demoUsers } from '../../src/modules/users/demo-directory.js';
 import { startTestApp, type TestApp } from '../support/app.js';
+import { failure } from '../support/failure.js';
 import { auditsOf, batchesOf, checkInvariants, em, grant, ledgerSnapshot, testClock } from './quota-support.js';
 
 /** The ledger core and grants (SPEC §4 "A grant is one transaction", §5, §8) on PostgreSQL + the simulator. */
@@ -27,15 +28,6 @@ afterEach(async () => {
 
 function codeOf(error: unknown): string | undefined {
   return error instanceof DomainError ? error.code : undefined;
-}
-
-async function failure(promise: Promise<unknown>): Promise<unknown> {
-  try {
-    await promise;
-  } catch (error) {
-    return error;
-  }
-  throw new Error('expected a failure');
 }
 
 describe('grants', () => {
