@@ -1,12 +1,11 @@
-import { type ChildProcess, spawn } from 'node:child_process';
-import { Agent, request } from 'node:http';
 import type { RunningApp } from '../src/app.js';
 import { SettableClock } from '../src/clock.js';
-import type { GatewaySimulator } from '../src/modules/gateway/simulator/gateway-simulator.js';
 import { planExpirySettlement } from '../src/modules/quota/expiry-settlement.js';
-import { type Cents, centsToDecimalString, decimalToCents } from '../src/money.js';
+import { decimalToCents } from '../src/money.js';
 import {
   BENCH_ZONE,
+  type BenchEnvironment,
+  type BenchGateway,
   type BenchOptions,
   type BenchResult,
   envInt,
@@ -22,11 +21,11 @@ import {
 /**
  * Monthly expiry benchmark (`npm run bench:expiry`, SPEC §5 "Monthly expiry"): the job of an
  * in-process server on an embedded PostgreSQL, calling the gateway simulator over loopback HTTP. The
- * simulator runs in a process of its own (`src/cli/gateway-sim.ts`), as a real gateway would, so that
- * this process's CPU is the server's; BENCH_GATEWAY=in-process puts it in this process, as in the other
- * benchmarks (the server then shares its core with the simulator). BENCH_USERS (100,000) users hold 10 batches each (1,000,000 batches), seeded with
- * generate_series; 10% of the batches are due: a quarter of the users have none due, half one, a
- * quarter two. Four users in five consumed something last month (some less than what is due, some
+ * simulator runs in a process of its own (`src/cli/gateway-sim.ts`, started by bench/support.ts), as a
+ * real gateway would, so that this process's CPU is the server's; BENCH_GATEWAY=in-process puts it in
+ * this process (the server then shares its core with the simulator). BENCH_USERS (100,000) users hold
+ * 10 batches each (1,000,000 batches), seeded with generate_series; 10% of the batches are due: a
+ * quarter of the users have none due, half one, a quarter two. Four users in five consumed something last month (some less than what is due, some
  * more, so consumption is also settled into still-valid batches). The job runs once at 00:00 on
  * 1 December (Asia/Shanghai) and is timed; memory is sampled while it runs. Then it runs again (it
  * must write nothing), and the ledger invariants (SPEC §11) are checked over every user.
@@ -113,127 +112,6 @@ async function seedGateway(pool: PgPool, gateway: BenchGateway, prefix: string):
     rows.map((row) => ({ userId: row.user_id, total: decimalToCents(row.total), used: decimalToCents(row.used) })),
   );
   return rows.length;
-}
-
-/**
- * The gateway the app talks to: the bench environment's simulator in this process (as the other
- * benches have it), or the same simulator in a process of its own (`npm run gateway-sim`), as a real
- * gateway would be: then this process's CPU goes to the server alone. Either way over loopback HTTP.
- */
-interface BenchGateway {
-  where: string;
-  setUsers(users: readonly { userId: string; total: Cents; used: Cents }[]): Promise<void>;
-  /** The simulator keeps every call it receives; emptied now and then so that it holds no memory. */
-  clearCalls(): Promise<void>;
-  /** Gateway writes (POSTs) received since the last clearCalls. */
-  writes(): Promise<number>;
-  /** Every user's counters as the gateway holds them now, for the invariants. */
-  counters(): Promise<Pick<GatewaySimulator, 'getUser'>>;
-  stop(): Promise<void>;
-}
-
-function inProcessGateway(simulator: GatewaySimulator): BenchGateway {
-  return {
-    where: 'in this process',
-    async setUsers(users) {
-      for (const user of users) simulator.setUser(user.userId, { total: user.total, used: user.used });
-    },
-    async clearCalls() {
-      simulator.clearCalls();
-    },
-    async writes() {
-      return simulator.calls({ method: 'POST' }).length;
-    },
-    async counters() {
-      return simulator;
-    },
-    async stop() {
-      // The bench environment stops it.
-    },
-  };
-}
-
-/** `src/cli/gateway-sim.ts` in a child process on a free port, driven through its /__sim control API. */
-async function gatewayProcess(): Promise<BenchGateway & { url: string }> {
-  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', 'src/cli/gateway-sim.ts'], {
-    cwd: new URL('..', import.meta.url),
-    env: { ...process.env, GATEWAY_SIM_PORT: '0', GATEWAY_SIM_HOST: '127.0.0.1', AIGATEWAY_AUTH_VALUE: '' },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  const url = await new Promise<string>((resolve, reject) => {
-    let output = '';
-    const timer = setTimeout(() => reject(new Error(`gateway simulator did not start: ${output}`)), 30_000);
-    child.once('exit', (code) => reject(new Error(`gateway simulator exited (${code}): ${output}`)));
-    child.stdout!.on('data', (chunk: Buffer) => {
-      output += chunk.toString();
-      const match = /listening on (http:\/\/\S+)/.exec(output);
-      if (match) {
-        clearTimeout(timer);
-        resolve(match[1]!);
-      }
-    });
-  });
-  child.stdout!.resume();
-  const control = `${url}/__sim`;
-  const agent = new Agent({ keepAlive: true });
-  const put = (path: string, body: string) =>
-    new Promise<void>((resolve, reject) => {
-      const call = request(
-        `${control}${path}`,
-        { method: 'PUT', agent, headers: { 'content-type': 'application/json' } },
-        (response) => {
-          response.resume();
-          response.on('end', () =>
-            response.statusCode === 200 ? resolve() : reject(new Error(`PUT ${path}: ${response.statusCode}`)),
-          );
-        },
-      );
-      call.on('error', reject);
-      call.end(body);
-    });
-  return {
-    url,
-    where: 'in a process of its own',
-    async setUsers(users) {
-      let next = 0;
-      await Promise.all(
-        Array.from({ length: 16 }, async () => {
-          while (next < users.length) {
-            const user = users[next++]!;
-            await put(
-              `/users/${encodeURIComponent(user.userId)}`,
-              `{"total":"${centsToDecimalString(user.total)}","used":"${centsToDecimalString(user.used)}"}`,
-            );
-          }
-        }),
-      );
-    },
-    async clearCalls() {
-      await fetch(`${control}/calls`, { method: 'DELETE' });
-    },
-    async writes() {
-      const answer = (await (await fetch(`${control}/calls?method=POST`)).json()) as { calls: unknown[] };
-      return answer.calls.length;
-    },
-    async counters() {
-      const state = (await (await fetch(`${control}/state`)).json()) as {
-        users: Record<string, { total: number; used: number }>;
-      };
-      return {
-        getUser: (userId: string) => {
-          const user = state.users[userId];
-          return { total: decimalToCents(user?.total ?? 0), used: decimalToCents(user?.used ?? 0) };
-        },
-      };
-    },
-    async stop() {
-      agent.destroy();
-      if (child.exitCode !== null) return;
-      const exited = new Promise((resolve) => child.once('exit', resolve));
-      child.kill('SIGTERM');
-      await exited;
-    },
-  };
 }
 
 interface MemoryTrace {
@@ -344,19 +222,16 @@ export async function run(options: ExpiryBenchOptions = {}): Promise<BenchResult
   const log = settings.log;
   const users = options.users ?? envInt('BENCH_USERS', settings.quick ? 5_000 : 100_000);
   const baselineUsers = options.baselineUsers ?? envInt('BENCH_BASELINE_USERS', settings.quick ? 200 : 2_000);
-  const ownProcess = (process.env.BENCH_GATEWAY ?? 'process') !== 'in-process';
-  const child = ownProcess ? await gatewayProcess() : undefined;
-  let environment: Awaited<ReturnType<typeof startBenchEnvironment>> | undefined;
+  let environment: BenchEnvironment | undefined;
   try {
     environment = await startBenchEnvironment({
       name: 'expiry',
       options: settings,
       listen: false,
       poolSize: 4,
-      env: child ? { AIGATEWAY_URL: child.url } : {},
+      gateway: process.env.BENCH_GATEWAY === 'in-process' ? 'in-process' : 'process',
     });
-    const { app, pool } = environment;
-    const gateway = child ?? inProcessGateway(environment.simulator);
+    const { app, pool, gateway } = environment;
     const clock = new SettableClock(BENCH_ZONE, RUN_TIME);
     // The service's defaults unless set, to try other sizes.
     const tuning = {
@@ -437,7 +312,7 @@ export async function run(options: ExpiryBenchOptions = {}): Promise<BenchResult
     started = performance.now();
     const again = await app.services.quotaExpiry.runMonthlyExpiry({ clock });
     const againSeconds = (performance.now() - started) / 1000;
-    const gatewayWrites = await gateway.writes();
+    const gatewayWrites = (await gateway.calls({ method: 'POST' })).length;
     await gateway.clearCalls();
     const writesAgain = await countWrites(pool);
     const idempotent =
@@ -451,8 +326,7 @@ export async function run(options: ExpiryBenchOptions = {}): Promise<BenchResult
         `${again.usageRecorded} usage records: ${idempotent ? 'nothing done' : 'WROTE SOMETHING'}`,
     );
 
-    // ledgerViolations reads only getUser of the simulator.
-    const violations = await ledgerViolations(pool, (await gateway.counters()) as GatewaySimulator);
+    const violations = await ledgerViolations(pool, gateway);
     reportViolations(log, violations);
 
     // The baseline on a sample of extra users of the same shape, extrapolated.
@@ -513,7 +387,6 @@ export async function run(options: ExpiryBenchOptions = {}): Promise<BenchResult
     };
   } finally {
     await environment?.stop();
-    await child?.stop();
   }
 }
 

@@ -32,6 +32,11 @@ import {
  * its next run and its first executions), one query shape at a time, for BENCH_SECONDS (10) each, the
  * server and the baseline taking turns in five slices.
  *
+ * The gateway simulator (it answers 2 calls per myQuota request) runs in a process of its own
+ * (`src/cli/gateway-sim.ts`), as the gateway is another service on another machine in production, so
+ * that its CPU is not counted against the server; BENCH_GATEWAY=in-process puts it in this process (the
+ * server then shares its core with the simulator, as before).
+ *
  * Baseline, in the same process and with the same client: a bare Apollo server (`startStandaloneServer`)
  * built from the same schema SDL, whose trivial resolvers return the very data the server answered —
  * no auth, no limits, no database, no gateway. Targets (issue 7): ≥ 35% of the bare server's
@@ -45,7 +50,8 @@ import {
  * its development-only realm check in every `instanceOf` (~5% of the CPU here). Server and baseline run in
  * this one process, so both get it alike and the ratio stays fair.
  *
- * Settings (environment): BENCH_CLIENTS (20), BENCH_SECONDS (10; quick 2), BENCH_QUICK=1 for a smoke run.
+ * Settings (environment): BENCH_CLIENTS (20), BENCH_SECONDS (10; quick 2), BENCH_GATEWAY (`process`, the
+ * default, or `in-process`), BENCH_QUICK=1 for a smoke run.
  */
 
 const TARGET_RATIO = 0.35;
@@ -101,7 +107,7 @@ interface ShapeFigures {
 
 /** Readers with batches at three expiries and some usage at the gateway; strategies with executions. */
 async function seed(environment: BenchEnvironment, clients: number) {
-  const { app, pool, simulator } = environment;
+  const { app, pool, gateway } = environment;
   const readers = Array.from({ length: clients }, (_, index) => `reader-${index}`);
   await pool.query(`insert into auth_users (id, name) select unnest($1::text[]), 'Bench reader'`, [readers]);
   for (const userId of readers) {
@@ -114,7 +120,7 @@ async function seed(environment: BenchEnvironment, clients: number) {
       });
     }
     // Used spans the first batch and part of the second, so FIFO attribution has work to do.
-    simulator.setUser(userId, { used: 12_345 });
+    await gateway.setUser(userId, { used: 12_345 });
   }
 
   const em = app.services.orm.em.fork();
@@ -150,13 +156,14 @@ async function probe(
   statements: StatementCounter,
   shape: Shape,
 ): Promise<{ statements: number; gatewayCalls: number }> {
-  environment.simulator.clearCalls();
+  await environment.gateway.clearCalls();
   statements.reset();
   for (let index = 0; index < PROBE_REQUESTS; index++) {
     await postGraphql(environment.app.url, shape.token(index), shape.query, shape.variables);
   }
   // The health probe reads the total of PROBE_USER_ID every few seconds: not the requests' calls.
-  const gatewayCalls = environment.simulator.calls().filter((call) => call.params.user_id !== PROBE_USER_ID).length;
+  const calls = await environment.gateway.calls();
+  const gatewayCalls = calls.filter((call) => call.params.user_id !== PROBE_USER_ID).length;
   return { statements: statements.count / PROBE_REQUESTS, gatewayCalls: gatewayCalls / PROBE_REQUESTS };
 }
 
@@ -168,12 +175,16 @@ export async function run(options: BenchOptions = {}): Promise<BenchResult> {
   let bare: { url: string; stop(): Promise<void> } | undefined;
   let statements: StatementCounter | undefined;
   try {
-    environment = await startBenchEnvironment({ name: 'read', options });
-    const { app, simulator } = environment;
+    environment = await startBenchEnvironment({
+      name: 'read',
+      options,
+      gateway: process.env.BENCH_GATEWAY === 'in-process' ? 'in-process' : 'process',
+    });
+    const { app, gateway } = environment;
     const { userTokens, adminTokens } = await seed(environment, clients);
     log(
       `Read benchmark: ${clients} concurrent clients, ${seconds} s per run, PostgreSQL ${environment.postgresVersion} ` +
-        `(embedded), gateway simulator over HTTP, node ${process.version}, NODE_ENV=${process.env.NODE_ENV ?? '(unset)'}` +
+        `(embedded), gateway simulator over HTTP ${gateway.where}, node ${process.version}, NODE_ENV=${process.env.NODE_ENV ?? '(unset)'}` +
         `${quick ? ', quick' : ''}\n`,
     );
 
@@ -248,7 +259,7 @@ export async function run(options: BenchOptions = {}): Promise<BenchResult> {
       results.push(figures);
       log(describeShape(figures));
     }
-    simulator.clearCalls();
+    await gateway.clearCalls();
 
     const ratio = Math.min(...results.map((result) => result.ratio));
     const worstP99 = Math.max(...results.map((result) => result.latency.p99));

@@ -1,7 +1,9 @@
 import 'reflect-metadata';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import diagnostics from 'node:diagnostics_channel';
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
+import { Agent, request } from 'node:http';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -15,12 +17,17 @@ import { startEmbeddedPostgres } from '../src/db/embedded-postgres.js';
 import { buildApiSchema } from '../src/graphql/schema.js';
 import { silentLogger } from '../src/logger.js';
 import { mintToken } from '../src/modules/auth/token-verifier.js';
-import { GatewaySimulator } from '../src/modules/gateway/simulator/gateway-simulator.js';
-import { decimalToCents } from '../src/money.js';
+import {
+  type CallFilter,
+  GatewaySimulator,
+  type RecordedCall,
+} from '../src/modules/gateway/simulator/gateway-simulator.js';
+import { type Cents, centsToDecimalString, decimalToCents } from '../src/money.js';
 
 /**
  * What every benchmark shares: the result type the runner (run-all.ts) collects, options, an embedded
- * PostgreSQL with a fresh database, the gateway simulator over HTTP, the app, tokens, a pg pool for
+ * PostgreSQL with a fresh database, the gateway simulator over HTTP (in this process or in a process of
+ * its own) with an async handle that works for both, the app, tokens, a pg pool for
  * raw-SQL baselines, a concurrent driver with latency percentiles, SQL statement counting, memory
  * sampling, the ledger invariants and printing.
  *
@@ -141,6 +148,13 @@ export function createPool(connectionString: string, max = 20): PgPool {
 
 export interface BenchEnvironment {
   app: RunningApp;
+  /** The gateway simulator the app calls, in this process or in its own: the same async handle for both. */
+  gateway: BenchGateway;
+  /**
+   * The in-process simulator itself (`gateway: 'in-process'`, the default), for benches that watch its
+   * HTTP server from this process (watchHttpServer) or set faults; with `gateway: 'process'` reading it
+   * throws — use `gateway`.
+   */
   simulator: GatewaySimulator;
   /** A pg pool on the bench's database, beside the app's own. */
   pool: PgPool;
@@ -150,6 +164,13 @@ export interface BenchEnvironment {
   token(userId: string, admin?: boolean): Promise<string>;
   stop(): Promise<void>;
 }
+
+/**
+ * Where the gateway simulator runs: `process` = `src/cli/gateway-sim.ts` in a child process, as a real
+ * gateway is another service on another machine (this process's CPU is then the server's and the
+ * clients' alone); `in-process` = in this process, sharing its event loop and core with the server.
+ */
+export type GatewayKind = 'process' | 'in-process';
 
 export interface BenchEnvironmentOptions {
   /** Names the database (`bench_<name>_<random>`) and the temp folder. */
@@ -161,11 +182,14 @@ export interface BenchEnvironmentOptions {
   listen?: boolean;
   /** Size of the raw pg pool (default 20). */
   poolSize?: number;
+  /** Where the gateway simulator runs (default `in-process`). */
+  gateway?: GatewayKind;
 }
 
 /**
  * An app on a fresh database with the gateway simulator over HTTP, no cron schedules (benches
- * trigger jobs themselves), logs silenced. `stop()` undoes everything it started.
+ * trigger jobs themselves), logs silenced. `stop()` undoes everything it started (the simulator's
+ * child process included), also when the start fails half-way.
  */
 export async function startBenchEnvironment(settings: BenchEnvironmentOptions): Promise<BenchEnvironment> {
   const undo: (() => Promise<unknown>)[] = [];
@@ -182,12 +206,22 @@ export async function startBenchEnvironment(settings: BenchEnvironmentOptions): 
     const databaseUrl = withDatabase(serverUrl, `bench_${settings.name}_${randomBytes(3).toString('hex')}`);
     // Dropped last (undo runs in reverse): after the app and the pool have closed their connections.
     undo.push(() => dropDatabase(serverUrl, databaseUrl));
-    const simulator = new GatewaySimulator();
-    const gatewayUrl = await simulator.start(0);
-    undo.push(() => simulator.stop());
+    let simulator: GatewaySimulator | undefined;
+    let gateway: BenchGateway;
+    if (settings.gateway === 'process') {
+      const child = await startGatewayProcess();
+      undo.push(() => child.stop());
+      gateway = child;
+    } else {
+      const inProcess = new GatewaySimulator();
+      await inProcess.start(0);
+      undo.push(() => inProcess.stop());
+      simulator = inProcess;
+      gateway = inProcessGateway(inProcess);
+    }
     const config = loadConfig({
       DATABASE_URL: databaseUrl,
-      AIGATEWAY_URL: gatewayUrl,
+      AIGATEWAY_URL: gateway.url,
       AUTH_JWT_SECRET: BENCH_JWT_SECRET,
       VOUCHER_SIGNING_KEY: BENCH_VOUCHER_KEY,
       TZ_NAME: BENCH_ZONE,
@@ -203,7 +237,11 @@ export async function startBenchEnvironment(settings: BenchEnvironmentOptions): 
     const version = await pool.query<{ server_version: string }>('show server_version');
     return {
       app,
-      simulator,
+      gateway,
+      get simulator(): GatewaySimulator {
+        if (!simulator) throw new Error("environment.simulator exists only with gateway: 'in-process'; use gateway");
+        return simulator;
+      },
       pool,
       databaseUrl,
       postgresVersion: version.rows[0]!.server_version,
@@ -214,6 +252,167 @@ export async function startBenchEnvironment(settings: BenchEnvironmentOptions): 
     await stop();
     throw error;
   }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The gateway simulator, in this process or in a process of its own, behind one async handle
+
+export interface GatewayUser {
+  total: Cents;
+  used: Cents;
+}
+
+/** The gateway simulator as benches drive it: async, so that it works the same in either place. */
+export interface BenchGateway {
+  kind: GatewayKind;
+  /** Where the app reaches it (loopback HTTP either way). */
+  url: string;
+  /** For report lines: `in this process` or `in a process of its own`. */
+  where: string;
+  setUser(userId: string, quota: Partial<GatewayUser>): Promise<void>;
+  /** Many users at once (several requests in flight to a child). */
+  setUsers(users: readonly ({ userId: string } & GatewayUser)[]): Promise<void>;
+  /** Every user's counters as the gateway holds them now, in one snapshot (GET /__sim/state). */
+  users(): Promise<Map<string, GatewayUser>>;
+  /** The calls received since the last clearCalls (the simulator logs every call). */
+  calls(filter?: CallFilter): Promise<RecordedCall[]>;
+  /** Empties the call log, which otherwise grows with every call. */
+  clearCalls(): Promise<void>;
+}
+
+/** The handle over a simulator in this process (its stop is the environment's). */
+export function inProcessGateway(simulator: GatewaySimulator): BenchGateway {
+  return {
+    kind: 'in-process',
+    url: simulator.url,
+    where: 'in this process',
+    async setUser(userId, quota) {
+      simulator.setUser(userId, quota);
+    },
+    async setUsers(users) {
+      for (const user of users) simulator.setUser(user.userId, { total: user.total, used: user.used });
+    },
+    async users() {
+      return new Map(Object.entries(simulator.snapshot().users));
+    },
+    async calls(filter) {
+      return simulator.calls(filter);
+    },
+    async clearCalls() {
+      simulator.clearCalls();
+    },
+  };
+}
+
+/**
+ * `src/cli/gateway-sim.ts` in a child process on a free port, driven through its /__sim control API.
+ * `stop()` ends it; so does this process's exit, should a bench die without stopping it.
+ */
+export async function startGatewayProcess(): Promise<BenchGateway & { stop(): Promise<void> }> {
+  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', 'src/cli/gateway-sim.ts'], {
+    cwd: new URL('..', import.meta.url),
+    env: { ...process.env, GATEWAY_SIM_PORT: '0', GATEWAY_SIM_HOST: '127.0.0.1', AIGATEWAY_AUTH_VALUE: '' },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const killOnExit = () => child.kill('SIGKILL');
+  process.once('exit', killOnExit);
+  const stop = async () => {
+    process.off('exit', killOnExit);
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    child.kill('SIGTERM');
+    await exited;
+  };
+  let url: string;
+  try {
+    url = await new Promise<string>((resolve, reject) => {
+      let output = '';
+      const timer = setTimeout(() => reject(new Error(`gateway simulator did not start: ${output}`)), 30_000);
+      child.once('error', reject);
+      child.once('exit', (code) => reject(new Error(`gateway simulator exited (${code}): ${output}`)));
+      child.stdout!.on('data', (chunk: Buffer) => {
+        output += chunk.toString();
+        const match = /listening on (http:\/\/\S+)/.exec(output);
+        if (match) {
+          clearTimeout(timer);
+          resolve(match[1]!);
+        }
+      });
+    });
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+  child.stdout!.resume();
+  const control = `${url}/__sim`;
+  const agent = new Agent({ keepAlive: true });
+  // PUTs through node:http with a keep-alive agent: seeding sends one per user (100,000 for expiry).
+  const put = (path: string, body: string) =>
+    new Promise<void>((resolve, reject) => {
+      const call = request(
+        `${control}${path}`,
+        { method: 'PUT', agent, headers: { 'content-type': 'application/json' } },
+        (response) => {
+          response.resume();
+          response.on('end', () =>
+            response.statusCode === 200 ? resolve() : reject(new Error(`PUT ${path}: ${response.statusCode}`)),
+          );
+        },
+      );
+      call.on('error', reject);
+      call.end(body);
+    });
+  const putUser = (userId: string, quota: Partial<GatewayUser>) => {
+    const json: Record<string, string> = {};
+    if (quota.total !== undefined) json.total = centsToDecimalString(quota.total);
+    if (quota.used !== undefined) json.used = centsToDecimalString(quota.used);
+    return put(`/users/${encodeURIComponent(userId)}`, JSON.stringify(json));
+  };
+  const getJson = async <T>(path: string, method = 'GET'): Promise<T> => {
+    const response = await fetch(`${control}${path}`, { method });
+    if (!response.ok) throw new Error(`${method} /__sim${path}: HTTP ${response.status}`);
+    return (await response.json()) as T;
+  };
+  return {
+    kind: 'process',
+    url,
+    where: 'in a process of its own',
+    setUser: putUser,
+    async setUsers(users) {
+      let next = 0;
+      await Promise.all(
+        Array.from({ length: 16 }, async () => {
+          while (next < users.length) {
+            const user = users[next++]!;
+            await putUser(user.userId, user);
+          }
+        }),
+      );
+    },
+    async users() {
+      const state = await getJson<{ users: Record<string, { total: number; used: number }> }>('/state');
+      return new Map(
+        Object.entries(state.users).map(([id, user]) => [
+          id,
+          { total: decimalToCents(user.total), used: decimalToCents(user.used) },
+        ]),
+      );
+    },
+    async calls(filter = {}) {
+      const query = new URLSearchParams(
+        Object.entries(filter).filter((entry): entry is [string, string] => entry[1] !== undefined),
+      );
+      const answer = await getJson<{ calls: (Omit<RecordedCall, 'at'> & { at: string })[] }>(`/calls?${query}`);
+      return answer.calls.map((call) => ({ ...call, at: new Date(call.at) }));
+    },
+    async clearCalls() {
+      await getJson('/calls', 'DELETE');
+    },
+    async stop() {
+      agent.destroy();
+      await stop();
+    },
+  };
 }
 
 /** An embedded PostgreSQL in a temp folder, removed on stop. */
@@ -619,15 +818,17 @@ export interface InvariantOptions {
 /**
  * SPEC §11 for every user the ledger knows: Σ audits = Σ VALID, gateway total = Σ VALID, no negative
  * batch, no voucher redeemed twice, no single strategy granting a user twice (raw baselines' executions,
- * fire key `raw`, left out). Returns the violations found (empty = all hold).
+ * fire key `raw`, left out). The gateway totals come from one snapshot of the simulator, wherever it
+ * runs (a simulator in this process is taken as is). Returns the violations found (empty = all hold).
  */
 export async function ledgerViolations(
   pool: PgPool,
-  simulator: GatewaySimulator,
+  gateway: BenchGateway | GatewaySimulator,
   options: InvariantOptions = {},
 ): Promise<string[]> {
   const offGateway = options.offGateway ?? (() => false);
   const violations: string[] = [];
+  const gatewayUsers = await (gateway instanceof GatewaySimulator ? inProcessGateway(gateway) : gateway).users();
   const users = await pool.query<{ user_id: string; valid: string; audited: string }>(
     `select u.user_id,
             coalesce((select sum(amount) from quota q where q.user_id = u.user_id and q.status = 'VALID'), 0)::text as valid,
@@ -637,7 +838,8 @@ export async function ledgerViolations(
   for (const user of users.rows) {
     const valid = decimalToCents(user.valid);
     if (decimalToCents(user.audited) !== valid) violations.push(`${user.user_id}: Σ audits ≠ Σ VALID`);
-    if (!offGateway(user.user_id) && simulator.getUser(user.user_id).total !== valid) {
+    // The simulator reads a user it never heard of as 0.
+    if (!offGateway(user.user_id) && (gatewayUsers.get(user.user_id)?.total ?? 0) !== valid) {
       violations.push(`${user.user_id}: gateway total ≠ Σ VALID`);
     }
   }

@@ -36,14 +36,17 @@ import {
 
 /**
  * Transfer benchmark (`npm run bench:transfer`): an in-process server on an embedded PostgreSQL and a
- * gateway simulator; BENCH_CLIENTS concurrent GraphQL clients doing transferOut + transferIn pairs over
+ * gateway simulator (3 gateway calls per transfer pair) in a process of its own (`src/cli/gateway-sim.ts`),
+ * as the gateway is another service on another machine in production, so that its CPU is not counted
+ * against the server (BENCH_GATEWAY=in-process puts it in this process, as before); BENCH_CLIENTS concurrent GraphQL clients doing transferOut + transferIn pairs over
  * real HTTP with verified tokens. In the same run and database, a raw-SQL baseline does the same
  * database work (lock, update, insert) through a pg pool without the server, and the ratio is printed
  * (target: ≥ 30% of raw, p99 ≤ 50 ms). A hot-giver variant sends every transfer from one giver. The
  * ledger invariants are checked at the end.
  *
  * Settings (environment): BENCH_USERS (1000; quick 200), BENCH_CLIENTS (32), BENCH_PAIRS (2000; quick 300),
- * BENCH_HOT_PAIRS (1000; quick 150), BENCH_QUICK=1 for a smoke run.
+ * BENCH_HOT_PAIRS (1000; quick 150), BENCH_GATEWAY (`process`, the default, or `in-process`), BENCH_QUICK=1
+ * for a smoke run.
  */
 
 const START_BALANCE: Cents = 100_000; // 1000.00 per user
@@ -51,7 +54,10 @@ const HOT_BALANCE: Cents = 100_000_000;
 const TARGET_RATIO = 0.3;
 const TARGET_P99_MS = 50;
 
-/** A run with the CPU this process spent on it (all threads: the app, the simulator and the clients). */
+/**
+ * A run with the CPU this process spent on it (all threads: the app and the clients, and the simulator
+ * when it runs in this process).
+ */
 type MeasuredRun = DriveRun<Pair> & { cpuMsPerTransfer: number };
 
 /**
@@ -246,8 +252,12 @@ export async function run(options: BenchOptions = {}): Promise<BenchResult> {
   const hotPairs = envInt('BENCH_HOT_PAIRS', quick ? 150 : 1000);
   let environment: BenchEnvironment | undefined;
   try {
-    environment = await startBenchEnvironment({ name: 'transfer', options });
-    const { app, pool, simulator } = environment;
+    environment = await startBenchEnvironment({
+      name: 'transfer',
+      options,
+      gateway: process.env.BENCH_GATEWAY === 'in-process' ? 'in-process' : 'process',
+    });
+    const { app, pool, gateway } = environment;
     const expiry = endOfMonth(new Date(), BENCH_ZONE, 1);
     const seedStarted = performance.now();
     const tokens = await seedServerUsers(environment, users, expiry);
@@ -255,7 +265,7 @@ export async function run(options: BenchOptions = {}): Promise<BenchResult> {
     const codec = new VoucherCodec({ signingKey: BENCH_VOUCHER_KEY }, BENCH_ZONE);
     log(
       `Transfer benchmark: ${users} users, ${clients} concurrent clients, PostgreSQL ${environment.postgresVersion} ` +
-        `(embedded), gateway simulator over HTTP; seeded in ${((performance.now() - seedStarted) / 1000).toFixed(1)} s` +
+        `(embedded), gateway simulator over HTTP ${gateway.where}; seeded in ${((performance.now() - seedStarted) / 1000).toFixed(1)} s` +
         `${quick ? ', quick' : ''}\n`,
     );
 
@@ -311,7 +321,7 @@ export async function run(options: BenchOptions = {}): Promise<BenchResult> {
         `${(random.rate / randomRaw.rate / ceiling).toFixed(2)} of that ceiling\n`,
     );
 
-    const violations = await ledgerViolations(pool, simulator, {
+    const violations = await ledgerViolations(pool, gateway, {
       offGateway: (userId) => userId.startsWith('raw-'),
       everyVoucherRedeemed: true,
     });
