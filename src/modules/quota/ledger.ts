@@ -68,6 +68,12 @@ export interface UserLedger {
   expire(batchId: string): Promise<void>;
   /** Writes the audit row of this change. */
   audit(entry: AuditEntry): Promise<WrittenAudit>;
+  /**
+   * Writes a TRANSFER_OUT audit unless this user already has one with the same voucher code created
+   * at or after `issuedSince` (then null, nothing written): the voucher's uniqueness check and its
+   * audit in one round trip.
+   */
+  auditNewVoucher(entry: AuditEntry, issuedSince: Date): Promise<WrittenAudit | null>;
   /** Σ VALID, in cents: known from this transaction's reads and changes, else read. */
   validTotal(): Promise<Cents>;
   /** gateway.setTotal(userId, Σ VALID): absolute, retried. Call it last, inside the transaction. */
@@ -304,34 +310,65 @@ class TransactionLedger implements UserLedger {
   }
 
   async audit(entry: AuditEntry): Promise<WrittenAudit> {
+    const written = await this.insertAudit(entry);
+    if (!written) throw new Error('an unguarded audit insert wrote no row');
+    return written;
+  }
+
+  async auditNewVoucher(entry: AuditEntry, issuedSince: Date): Promise<WrittenAudit | null> {
+    if (entry.operation !== 'TRANSFER_OUT' || !entry.voucherCode) {
+      throw new Error('auditNewVoucher writes TRANSFER_OUT audits with a voucher code');
+    }
+    return this.insertAudit(entry, issuedSince);
+  }
+
+  /**
+   * One statement. With `voucherIssuedSince`, the insert is an INSERT … SELECT that writes nothing when
+   * this user has a TRANSFER_OUT audit with the same voucher code created since then (the values are
+   * cast, as a SELECT list does not take the columns' types).
+   */
+  private async insertAudit(entry: AuditEntry, voucherIssuedSince?: Date): Promise<WrittenAudit | null> {
     if (!Number.isSafeInteger(entry.amount)) throw new Error(`audit amount is not whole cents: ${entry.amount}`);
     const positive = POSITIVE_OPERATIONS.has(entry.operation);
     if (positive ? entry.amount < 0 : entry.amount > 0) {
       throw new Error(`a ${entry.operation} audit cannot have amount ${entry.amount}`);
     }
-    const rows = await this.sql.execute<Record<string, unknown>>(
-      `insert into quota_audit (user_id, amount, operation, voucher_code, related_user, strategy_id, strategy_name,
-         expiry_date, details, reason, reference, actor, create_time)
-       values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-       returning *`,
-      [
-        this.userId,
-        centsToDecimalString(entry.amount),
-        entry.operation,
-        entry.voucherCode ?? null,
-        entry.relatedUser ?? null,
-        entry.strategyId ?? null,
-        entry.strategyName ?? null,
-        toWholeSecond(entry.expiryDate),
-        JSON.stringify(auditDetails(entry)),
-        entry.reason ?? null,
-        entry.reference ?? null,
-        entry.actor ?? null,
-        this.clock.now(),
-      ],
-    );
+    const values = [
+      this.userId,
+      centsToDecimalString(entry.amount),
+      entry.operation,
+      entry.voucherCode ?? null,
+      entry.relatedUser ?? null,
+      entry.strategyId ?? null,
+      entry.strategyName ?? null,
+      toWholeSecond(entry.expiryDate),
+      JSON.stringify(auditDetails(entry)),
+      entry.reason ?? null,
+      entry.reference ?? null,
+      entry.actor ?? null,
+      this.clock.now(),
+    ];
+    const columns = `insert into quota_audit (user_id, amount, operation, voucher_code, related_user, strategy_id,
+         strategy_name, expiry_date, details, reason, reference, actor, create_time)`;
+    const rows =
+      voucherIssuedSince === undefined
+        ? await this.sql.execute<Record<string, unknown>>(
+            `${columns} values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) returning *`,
+            values,
+          )
+        : await this.sql.execute<Record<string, unknown>>(
+            `${columns}
+             select ?::text, ?::numeric, ?::text, ?::text, ?::text, ?::bigint, ?::text, ?::timestamptz, ?::text,
+                    ?::text, ?::text, ?::text, ?::timestamptz
+              where not exists (select 1 from quota_audit
+                                 where user_id = ? and create_time >= ? and operation = 'TRANSFER_OUT'
+                                   and voucher_code = ?)
+             returning *`,
+            [...values, this.userId, voucherIssuedSince, entry.voucherCode],
+          );
+    const row = rows[0];
+    if (!row) return null;
     this.audited.push({ operation: entry.operation, amount: entry.amount });
-    const row = rows[0]!;
     return { id: String(row.id), row };
   }
 

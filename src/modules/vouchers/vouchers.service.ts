@@ -9,6 +9,7 @@ import type { EmployeeDirectory } from '../employees/employee-directory.js';
 import type { GatewayClient } from '../gateway/gateway.client.js';
 import type { IdempotencyKeys, IdempotentCall, StoredAnswer } from '../idempotency/idempotency-keys.js';
 import {
+  type AuditEntry,
   type AuditItemRecord,
   attributeUsageFifo,
   type Batch,
@@ -162,13 +163,11 @@ export class VouchersService {
         items,
         timestamp: Math.floor(this.clock.now().getTime() / 1000),
       };
-      const voucherCode = await this.issueDistinctCode(ledger.sql, payload);
-      await ledger.audit({
+      const voucherCode = await this.auditWithDistinctCode(ledger, payload, {
         operation: 'TRANSFER_OUT',
         amount: -totalAmount,
         expiryDate: items[0]!.expiryDate,
         items: auditItems,
-        voucherCode,
         relatedUser: receiverId,
         actor: giver.userId,
       });
@@ -303,25 +302,27 @@ export class VouchersService {
   }
 
   /**
-   * Encodes the voucher so that its code differs from every earlier voucher of this giver. Two
-   * transfers with the same receiver and items in the same second would otherwise get the same code,
-   * and the second one could never be redeemed (the code is the redemption key). The payload format is
-   * the old system's, so the only free field is the timestamp: it steps back a second until the code
-   * is new. The giver's ledger lock is held, so no concurrent transfer of the giver can take it.
+   * Encodes the voucher so that its code differs from every earlier voucher of this giver, and writes
+   * the TRANSFER_OUT audit that records it. Two transfers with the same receiver and items in the same
+   * second would otherwise get the same code, and the second one could never be redeemed (the code is
+   * the redemption key). The payload format is the old system's, so the only free field is the
+   * timestamp: it steps back a second until the code is new. The check and the audit are one statement
+   * (auditNewVoucher), and the giver's ledger lock is held, so no concurrent transfer of the giver can
+   * take the code meanwhile.
    */
-  private async issueDistinctCode(sql: Sql, payload: VoucherPayload): Promise<string> {
+  private async auditWithDistinctCode(
+    ledger: UserLedger,
+    payload: VoucherPayload,
+    audit: Omit<AuditEntry, 'voucherCode'>,
+  ): Promise<string> {
     for (let step = 0; step <= MAX_TIMESTAMP_STEPS; step++) {
       const timestamp = payload.timestamp - step;
-      const code = this.codec.encode({ ...payload, timestamp });
+      const voucherCode = this.codec.encode({ ...payload, timestamp });
       // A voucher's audit is written (clock time) after its timestamp was taken, never before, so
       // only the giver's recent audits can hold this code: the (user_id, create_time) index bounds
-      // the scan. The hour of margin covers clocks that disagree between instances.
-      const taken = await sql.execute(
-        `select 1 from quota_audit
-          where user_id = ? and create_time >= ? and operation = 'TRANSFER_OUT' and voucher_code = ? limit 1`,
-        [payload.giverId, new Date((timestamp - CODE_SCAN_MARGIN_SECONDS) * 1000), code],
-      );
-      if (taken.length === 0) return code;
+      // the look. The hour of margin covers clocks that disagree between instances.
+      const issuedSince = new Date((timestamp - CODE_SCAN_MARGIN_SECONDS) * 1000);
+      if (await ledger.auditNewVoucher({ ...audit, voucherCode }, issuedSince)) return voucherCode;
     }
     throw new DomainError(
       ErrorCode.CONFLICT,
