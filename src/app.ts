@@ -280,7 +280,8 @@ function registerScans(services: Services): void {
  * The scheduled jobs of SPEC §9, on this instance's scheduler (every instance schedules everything;
  * the job runner's claim lets one of them run each fire): the single-strategy scan on SCAN_CRON, one
  * job per enabled periodic strategy (kept in step with changes by StrategySchedules), the monthly
- * expiry, and employee sync — daily when enabled, and once now when the mirror is still empty.
+ * expiry, quota sync when QUOTA_SYNC_CRON is set, and employee sync — daily when enabled, and once now
+ * when the mirror is still empty.
  * Returns what stops the parts that are not the scheduler's own jobs.
  */
 async function startSchedules(services: Services): Promise<() => Promise<void>> {
@@ -294,6 +295,7 @@ async function startSchedules(services: Services): Promise<() => Promise<void>> 
   });
   scheduler.schedule(SCAN_JOB_KEY, config.scanCron, scan('STRATEGY'));
   scheduler.schedule(EXPIRE_JOB_KEY, EXPIRE_CRON, scan('EXPIRE_QUOTAS'));
+  if (config.quotaSyncCron) scheduler.schedule(SYNC_QUOTAS_JOB_KEY, config.quotaSyncCron, scan('SYNC_QUOTAS'));
 
   const strategySchedules = new StrategySchedules(
     services.orm,

@@ -76,6 +76,12 @@ export interface AppConfig {
   defaultExpiry: DefaultExpiryRule;
   scanCron: string;
   /**
+   * When quota sync (SYNC_QUOTAS) runs on its own (QUOTA_SYNC_CRON); null = only by triggerScan, as
+   * SPEC §9 has it. A gateway write applied after the client gave up, or an instance that died during
+   * a chunk of grants, leaves a total that only the user's next change or a quota sync corrects.
+   */
+  quotaSyncCron: string | null;
+  /**
    * Users granted at the same time by one strategy run (STRATEGY_SCAN_CONCURRENCY, 1–16, default 8).
    * Each grant in flight holds a database connection for its transaction; the pool has 20, and
    * requests, claims and other runs need the rest.
@@ -224,6 +230,11 @@ export function loadConfig(env: Env = process.env): AppConfig {
   const scanCron = read.string('SCAN_CRON', '0 0 * * * *');
   const cronError = cronProblem(scanCron, timeZone);
   if (cronError) throw new ConfigError('SCAN_CRON', `is not a valid cron expression: ${cronError}`);
+  const quotaSyncCron = read.optional('QUOTA_SYNC_CRON');
+  const quotaSyncCronError = quotaSyncCron === null ? null : cronProblem(quotaSyncCron, timeZone);
+  if (quotaSyncCronError) {
+    throw new ConfigError('QUOTA_SYNC_CRON', `is not a valid cron expression: ${quotaSyncCronError}`);
+  }
 
   const auth = readAuth(read, embeddedDatabase);
 
@@ -275,6 +286,7 @@ export function loadConfig(env: Env = process.env): AppConfig {
     timeZone,
     defaultExpiry: read.oneOf('QUOTA_DEFAULT_EXPIRY', 'end-of-next-month', ['end-of-next-month', 'end-of-month']),
     scanCron,
+    quotaSyncCron,
     strategyScanConcurrency: read.integer('STRATEGY_SCAN_CONCURRENCY', 8, 1, 16),
     hr,
     githubStarRequiredRepo: read.optional('GITHUB_STAR_REQUIRED_REPO'),

@@ -164,6 +164,14 @@ describe('configuration errors name the variable', () => {
     },
   );
 
+  it('QUOTA_SYNC_CRON is off unless set; a valid cron is taken, an invalid one refused', () => {
+    expect(loadConfig({}).quotaSyncCron).toBeNull();
+    expect(loadConfig({ QUOTA_SYNC_CRON: '0 30 * * * *' }).quotaSyncCron).toBe('0 30 * * * *');
+    expect(loadConfig({ QUOTA_SYNC_CRON: '@daily' }).quotaSyncCron).toBe('@daily');
+    expectRefused({ QUOTA_SYNC_CRON: '61 * * * * *' }, 'QUOTA_SYNC_CRON', /cron/i);
+    expectRefused({ QUOTA_SYNC_CRON: '@reboot' }, 'QUOTA_SYNC_CRON', /unknown descriptor/);
+  });
+
   it('VOUCHER_SIGNING_KEY shorter than 32 bytes is refused, in embedded mode too', () => {
     expectRefused({ VOUCHER_SIGNING_KEY: 'k'.repeat(31) }, 'VOUCHER_SIGNING_KEY', /at least 32 bytes/);
     expectRefused({ ...PRODUCTION_ENV, VOUCHER_SIGNING_KEY: 'k'.repeat(31) }, 'VOUCHER_SIGNING_KEY');
