@@ -32,20 +32,6 @@ interface KnexClient {
 
 let transactionSequence = 0;
 
-/**
- * Runs `work` in a transaction on one connection of the ORM's pool, statements going straight to the
- * driver (node-postgres) instead of through MikroORM and knex.
- *
- * Why: the ledger's transactions are short and hot (a transfer pair runs about fifteen statements),
- * and the ORM's per-statement path — formatting values into the text, knex's query builder and runner,
- * the transaction wrapper — measured about 0.1 ms of CPU per statement on these machines, more than
- * the statement itself costs the driver (bench/README.md, "Transfer"). Values are sent as parameters
- * (the extended protocol), so no value is ever formatted into SQL text.
- *
- * The connection comes from, and goes back to, the ORM's own pool (one pool size to configure, one
- * set of connection settings and type parsers). Each statement is reported on knex's `query` event,
- * like the ORM's own, so statement counts see it.
- */
 export interface DriverTransactionOptions {
   /**
    * Takes `pg_advisory_xact_lock(hashtextextended(key, 0))` in the same round trip as `begin` (one
@@ -55,6 +41,20 @@ export interface DriverTransactionOptions {
   advisoryLockKey?: string;
 }
 
+/**
+ * Runs `work` in a transaction on one connection of the ORM's pool, statements going straight to the
+ * driver (node-postgres) instead of through MikroORM and knex.
+ *
+ * Why: the ledger's transactions are short and hot (a transfer pair is eleven round trips), and the
+ * ORM's per-statement path — formatting values into the text, knex's query builder and runner, the
+ * transaction wrapper — measured about 0.1 ms of CPU per statement on these machines, more than the
+ * statement itself costs the driver (bench/README.md, "Transfer: second pass"). Values are sent as
+ * parameters (the extended protocol), so no value is ever formatted into SQL text.
+ *
+ * The connection comes from, and goes back to, the ORM's own pool (one pool size to configure, one
+ * set of connection settings and type parsers). Each statement is reported on knex's `query` event,
+ * like the ORM's own, so statement counts see it.
+ */
 export async function inDriverTransaction<T>(
   em: EntityManager,
   work: (sql: Sql) => Promise<T>,
