@@ -236,11 +236,7 @@ class TransactionLedger implements UserLedger {
   ) {}
 
   async validBatches(): Promise<Batch[]> {
-    const rows = await this.sql.execute<BatchRecord>(
-      `select ${BATCH_COLUMNS} from quota where user_id = ? and status = 'VALID' order by expiry_date asc, id asc for update`,
-      [this.userId],
-    );
-    const batches = rows.map(toBatch);
+    const batches = await readValidBatches(this.sql, this.userId, { forUpdate: true });
     this.knownTotal = batches.reduce((sum, batch) => sum + batch.amount, 0);
     return batches;
   }
@@ -396,6 +392,24 @@ class TransactionLedger implements UserLedger {
     this.gatewayMayBeAhead = true;
     return total;
   }
+}
+
+/**
+ * A user's VALID batches in FIFO order (expiry, then id), as plain rows; `forUpdate` row-locks them
+ * (the ledger's read under the user's lock). Readers outside a change (myQuota) use it too: mapping
+ * the rows to entities cost more than the query.
+ */
+export async function readValidBatches(
+  sql: Sql,
+  userId: string,
+  options: { forUpdate?: boolean } = {},
+): Promise<Batch[]> {
+  const rows = await sql.execute<BatchRecord>(
+    `select ${BATCH_COLUMNS} from quota where user_id = ? and status = 'VALID'
+      order by expiry_date asc, id asc${options.forUpdate ? ' for update' : ''}`,
+    [userId],
+  );
+  return rows.map(toBatch);
 }
 
 /**

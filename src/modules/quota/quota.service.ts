@@ -17,11 +17,11 @@ import {
   attributeUsageFifo,
   type Batch,
   type Ledger,
+  readValidBatches,
   toWholeSecond,
 } from './ledger.js';
 import { MonthlyUsageRow } from './monthly-usage.entity.js';
 import { QuotaAuditRow } from './quota-audit.entity.js';
-import { QuotaBatchRow } from './quota-batch.entity.js';
 import {
   optionalRange,
   optionalReference,
@@ -155,7 +155,7 @@ export class QuotaService {
     const [total, used, batches, isStar] = await Promise.all([
       this.gateway.getTotal(userId),
       this.gateway.getUsed(userId),
-      this.readValidBatches(em, userId),
+      readValidBatches(sqlOf(em), userId),
       this.isStar(userId),
     ]);
     const available = attributeUsageFifo(batches, used)
@@ -303,22 +303,6 @@ export class QuotaService {
   async monthlyUsage(em: EntityManager, userId: string): Promise<MonthlyUsageRow[]> {
     requireUserId(userId);
     return em.find(MonthlyUsageRow, { userId }, { orderBy: { yearMonth: 'desc', id: 'desc' } });
-  }
-
-  private async readValidBatches(em: EntityManager, userId: string): Promise<Batch[]> {
-    const rows = await em.find(
-      QuotaBatchRow,
-      { userId, status: 'VALID' },
-      { orderBy: { expiryDate: 'asc', id: 'asc' }, disableIdentityMap: true },
-    );
-    return rows.map((row) => ({
-      id: String(row.id),
-      userId: row.userId,
-      amount: decimalToCents(row.amount),
-      expiryDate: row.expiryDate,
-      status: row.status,
-      createdAt: row.createdAt,
-    }));
   }
 
   /** null unless GITHUB_STAR_REQUIRED_REPO is set; then whether one starred project equals it. */
