@@ -128,8 +128,10 @@ export async function prepareEmbeddedRuntime(
       started.gatewaySimulator = true;
     }
 
-    // HR sync switched on without an HR system: serve the demo organisation, encrypted like HR does.
-    if (config.hr.enabled && config.hr.employeesUrl === null && options.gatewaySimulator) {
+    // HR sync switched on without an HR system, in the embedded demo set-up only: serve the demo
+    // organisation, encrypted like HR does. With a real database main.ts refuses to start instead, so
+    // a forgotten HR_EMPLOYEES_URL never mirrors (and pushes permissions for) demo employees.
+    if (config.embeddedDatabase && config.hr.enabled && config.hr.employeesUrl === null && options.gatewaySimulator) {
       const hr = await startHrSimulatorForEmbedded(config);
       Object.assign(config.hr, {
         employeesUrl: hr.employeesUrl,

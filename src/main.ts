@@ -78,6 +78,12 @@ async function main(): Promise<void> {
       'AUTH_VERIFY=false: tokens are decoded, not verified. Only run like this behind a gateway that verifies them.',
     );
   }
+  if (baseConfig.hr.enabled && baseConfig.hr.employeesUrl === null && !baseConfig.embeddedDatabase) {
+    fail(
+      'configuration error: HR_SYNC_ENABLED=true needs HR_EMPLOYEES_URL and HR_DEPARTMENTS_URL with DATABASE_URL ' +
+        '(the built-in HR simulator serves only the embedded demo set-up)',
+    );
+  }
   await ensurePortFree(baseConfig.port, baseConfig.host);
 
   let runtime: EmbeddedRuntime;

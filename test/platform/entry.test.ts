@@ -121,4 +121,17 @@ describe('npm start in embedded mode', () => {
       expect(await stopServer(server)).toBe(0);
     }
   }, 90_000);
+  it('refuses to start with HR sync on, a real database and no HR URLs (no demo organisation in production)', async () => {
+    const server = startServer({
+      PORT: String(await freePort()),
+      DATABASE_URL: 'postgres://nobody@127.0.0.1:1/none',
+      AIGATEWAY_URL: 'http://127.0.0.1:1',
+      AUTH_JWT_SECRET: 'entry-test-secret-that-is-32-bytes-long',
+      VOUCHER_SIGNING_KEY: 'entry-test-voucher-key-32-bytes-long!!',
+      HR_SYNC_ENABLED: 'true',
+    });
+    expect(await server.exit).toBe(1);
+    expect(server.output().stderr).toMatch(/HR_SYNC_ENABLED=true needs HR_EMPLOYEES_URL/);
+    expect(server.output().stdout).not.toMatch(/HR system: built-in simulator/);
+  }, 60_000);
 });
