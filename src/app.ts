@@ -132,6 +132,7 @@ export async function startApp(options: StartAppOptions): Promise<RunningApp> {
       staleAfterMs: config.jobStaleAfterMs,
       heartbeatMs: Math.min(5_000, config.jobStaleAfterMs / 5),
       onFinished: metrics.onJobFinished,
+      clock,
     });
     const scheduler = new Scheduler(jobRunner, config.timeZone, logger.child({ component: 'scheduler' }));
     const quotaLogger = logger.child({ component: 'quota' });

@@ -65,6 +65,26 @@ describe('single strategies', () => {
     await checkInvariants(app);
   });
 
+  test('one scan run gives every strategy it grants the same batch number, however long it takes', async () => {
+    await usersFor('onebatch', 2);
+    const first = await createStrategy(app, { name: 'one-batch-a', amount: 1, condition: only('onebatch') });
+    const second = await createStrategy(app, { name: 'one-batch-b', amount: 2, condition: only('onebatch') });
+    // Each strategy's grants take over a second, so the second strategy starts in another second.
+    app.simulator.setFault('setTotal', { kind: 'slow', delayMs: 1_100 });
+    try {
+      expect((await waitForRun(app, (await triggerScan(app)).id)).status).toBe('SUCCEEDED');
+    } finally {
+      app.simulator.clearFaults();
+    }
+    const batches = await em(app).execute<{ batch_number: string }[]>(
+      'select distinct batch_number from quota_execute where strategy_id in (?, ?)',
+      [first.id, second.id],
+    );
+    expect(batches).toHaveLength(1);
+    expect((await executionsOf(app, second.id)).length).toBe(2);
+    await checkInvariants(app);
+  });
+
   test('two runStrategy at once, and runStrategy racing triggerScan, grant each user once', async () => {
     const ids = await usersFor('race', 30);
     const strategy = await createStrategy(app, { name: 'single-race', amount: 1, condition: only('race') });

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { EntityManager, MikroORM } from '@mikro-orm/postgresql';
+import type { Clock } from '../../clock.js';
 import { isDomainError } from '../../errors.js';
 import type { Logger } from '../../logger.js';
 import { JobRun, type JobTrigger, type ScanTypeName } from './job-run.entity.js';
@@ -60,6 +61,12 @@ export interface JobRunnerOptions {
   counterFlushMs?: number;
   /** Called once when a run this instance executed has ended and been recorded — the metrics hook. */
   onFinished?(type: ScanTypeName, status: 'SUCCEEDED' | 'FAILED', durationMs: number): void;
+  /**
+   * The server's clock: a run that is not a scheduled fire is "fired" at the instant it was requested
+   * by this clock, so everything a run derives from that instant (a strategy run's one batch number)
+   * follows a settable clock in tests. Heartbeats and staleness stay on wall time.
+   */
+  clock?: Clock;
 }
 
 interface ActiveRun {
@@ -74,6 +81,7 @@ export class JobRunner {
   private readonly staleAfterMs: number;
   private readonly counterFlushMs: number;
   private readonly onFinished: JobRunnerOptions['onFinished'];
+  private readonly clock: Clock | null;
   private stopping = false;
 
   constructor(
@@ -85,6 +93,7 @@ export class JobRunner {
     this.staleAfterMs = options.staleAfterMs ?? 30_000;
     this.counterFlushMs = options.counterFlushMs ?? 1_000;
     this.onFinished = options.onFinished;
+    this.clock = options.clock ?? null;
   }
 
   /**
@@ -132,7 +141,9 @@ export class JobRunner {
       return { result: { started: false, activeRun }, launch: () => {} };
     }
     const run = await em.findOneOrFail(JobRun, { id: String(rows[0]!.id) });
-    return { result: { started: true, run }, launch: () => this.execute(run, request) };
+    // One instant per run: every part of the run that needs "when" reads this, not the clock again.
+    const firedAt = request.firedAt ?? this.clock?.now() ?? run.startedAt ?? now;
+    return { result: { started: true, run }, launch: () => this.execute(run, { ...request, firedAt }) };
   }
 
   /** An EntityManager of the jobs' database for one claim outside any caller's transaction. */

@@ -117,7 +117,8 @@ export class StrategyExecutor {
       single,
       amount: decimalToCents(strategy.amount),
       fireKey: StrategyExecutor.fireKeyOf(execution),
-      batch: batchNumber(execution.trigger === 'SCHEDULE' ? execution.firedAt : now, this.settings.timeZone),
+      // SPEC §4: one run, one batch number — every strategy of a scan run shares the run's instant.
+      batch: batchNumber(execution.firedAt, this.settings.timeZone),
       expiryDate: grantExpiry(now, this.settings.timeZone, strategy.validityDays ?? null, this.settings.defaultExpiry),
       execution,
       logger,
