@@ -228,6 +228,14 @@ describe('voucher codec: refusals', () => {
       ['zero amount', { ...base, quota_list: [{ amount: 0, expiry_date: '2026-12-31T23:59:59+08:00' }] }],
       ['negative amount', { ...base, quota_list: [{ amount: -5, expiry_date: '2026-12-31T23:59:59+08:00' }] }],
       ['3 decimals', { ...base, quota_list: [{ amount: 1.005, expiry_date: '2026-12-31T23:59:59+08:00' }] }],
+      [
+        '12 digits and a 3rd decimal (no tolerance that scales with the amount)',
+        { ...base, quota_list: [{ amount: 123456789012.345, expiry_date: '2026-12-31T23:59:59+08:00' }] },
+      ],
+      [
+        'more than numeric(14,2) holds',
+        { ...base, quota_list: [{ amount: 1e15, expiry_date: '2026-12-31T23:59:59+08:00' }] },
+      ],
       ['string amount', { ...base, quota_list: [{ amount: '30', expiry_date: '2026-12-31T23:59:59+08:00' }] }],
       ['huge amount', { ...base, quota_list: [{ amount: 1e15, expiry_date: '2026-12-31T23:59:59+08:00' }] }],
       ['no expiry', { ...base, quota_list: [{ amount: 30 }] }],

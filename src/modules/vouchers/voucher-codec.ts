@@ -1,7 +1,7 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { formatZoned } from '../../clock.js';
 import { DomainError, ErrorCode } from '../../errors.js';
-import { type Cents, centsToAmount, MAX_CENTS } from '../../money.js';
+import { amountToCents, type Cents, centsToAmount } from '../../money.js';
 
 /**
  * The voucher wire format of SPEC §5, byte-compatible with the Go system it replaces, so vouchers it
@@ -229,8 +229,12 @@ function readItem(item: unknown, index: number): VoucherItem {
   if (typeof amount !== 'number' || !Number.isFinite(amount) || amount <= 0) {
     throw voucherInvalid(`quota_list[${index}].amount is not a positive number`);
   }
-  const cents = Math.round(amount * 100);
-  if (Math.abs(cents / 100 - amount) > 1e-9 * Math.max(1, amount) || cents <= 0 || cents > MAX_CENTS) {
+  // The API's rule for amounts (money.ts: at most 2 decimals as written, within numeric(14,2)); a
+  // signed voucher is still refused rather than rounded when it breaks it.
+  let cents: number;
+  try {
+    cents = amountToCents(amount);
+  } catch {
     throw voucherInvalid(`quota_list[${index}].amount must be a positive amount with at most 2 decimals`);
   }
   if (typeof expiry !== 'string') throw voucherInvalid(`quota_list[${index}].expiry_date is not a string`);
