@@ -127,7 +127,7 @@ export class StrategyChunkGrant {
       if (state.ahead.has(userId)) await this.restoreTotal(run.logger, userId, error);
     }
     await this.markFailed(run, state.refused, state.written!);
-    await this.releaseClaims([
+    await releaseClaims(this.orm.em.fork(), [
       ...state.written!.notCompleted.map((claim) => claim.executionId),
       ...state.written!.users.filter((user) => state.unsent.has(user.userId)).map((user) => user.executionId),
     ]);
@@ -256,7 +256,7 @@ export class StrategyChunkGrant {
     for (const user of written.users)
       if (!state.unsent.has(user.userId) && !failed.has(user.userId)) failed.set(user.userId, cause);
     await this.markFailed(run, failed, written);
-    await this.releaseClaims([
+    await releaseClaims(this.orm.em.fork(), [
       ...written.notCompleted.map((claim) => claim.executionId),
       ...written.users.filter((user) => state.unsent.has(user.userId)).map((user) => user.executionId),
     ]);
@@ -301,17 +301,6 @@ export class StrategyChunkGrant {
         run.logger.error({ err: markError, executions: rows.length }, 'could not mark executions FAILED'),
       );
   }
-
-  /** Claims this run will not grant: gone, as if never claimed (StrategyExecutor.releaseClaims). */
-  private async releaseClaims(executionIds: string[]): Promise<void> {
-    if (executionIds.length === 0) return;
-    await this.orm.em
-      .fork()
-      .execute(
-        `delete from quota_execute where status = 'processing' and id in (select jsonb_array_elements_text(?::jsonb)::bigint)`,
-        [JSON.stringify(executionIds)],
-      );
-  }
 }
 
 /** The committed users and, for the ledger's observer, their RECHARGE audits. */
@@ -341,4 +330,13 @@ function assertSameTotals(expected: WrittenUser[], actual: WrittenUser[]): void 
 export function describeGrantError(error: unknown): string {
   if (isDomainError(error)) return `${error.code}: ${error.message}`;
   return 'INTERNAL_SERVER_ERROR: unexpected error while granting (see the server log)';
+}
+
+/** Claims a run will not grant (shutdown, limit reached): gone, as if never claimed. */
+export async function releaseClaims(em: EntityManager, executionIds: readonly string[]): Promise<void> {
+  if (executionIds.length === 0) return;
+  await em.execute(
+    `delete from quota_execute where status = 'processing' and id in (select jsonb_array_elements_text(?::jsonb)::bigint)`,
+    [JSON.stringify(executionIds)],
+  );
 }

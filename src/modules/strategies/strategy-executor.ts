@@ -9,6 +9,7 @@ import type { EmployeeDirectory } from '../employees/employee-directory.js';
 import type { GatewayClient } from '../gateway/gateway.client.js';
 import type { JobExecution } from '../jobs/job-runner.js';
 import type { Ledger } from '../quota/ledger.js';
+import { forEachConcurrently } from '../quota/ledger-user-scan.js';
 import type { QuotaService } from '../quota/quota.service.js';
 import { type ConditionAst, evaluateCondition, parseCondition } from './condition/index.js';
 import { conditionContext } from './condition-context.js';
@@ -19,7 +20,7 @@ import {
   type CandidateUser,
   DEFAULT_CANDIDATE_CHUNK,
 } from './strategy-candidates.js';
-import { type Claim, describeGrantError, StrategyChunkGrant } from './strategy-chunk-grant.js';
+import { type Claim, describeGrantError, releaseClaims, StrategyChunkGrant } from './strategy-chunk-grant.js';
 import { grantExpiry } from './strategy-rules.js';
 
 /**
@@ -227,7 +228,7 @@ export class StrategyExecutor {
       pending.delete(claim.executionId);
       await this.grantOne(claim.userId, claim.executionId, run);
     });
-    if (pending.size > 0) await this.releaseClaims([...pending]);
+    if (pending.size > 0) await releaseClaims(this.orm.em.fork(), [...pending]);
   }
 
   private async grantOne(userId: string, executionId: string, run: RunState): Promise<void> {
@@ -250,7 +251,7 @@ export class StrategyExecutor {
     } catch (error) {
       // Limit reached: the claim goes, as if never made. Claim lost: it is no longer `processing`, and
       // the release leaves it alone.
-      if (error instanceof NotCompleted) return this.releaseClaims([executionId]);
+      if (error instanceof NotCompleted) return releaseClaims(this.orm.em.fork(), [executionId]);
       run.summary.failed += 1;
       run.execution.progress.failed();
       const reason = describeGrantError(error);
@@ -285,16 +286,6 @@ export class StrategyExecutor {
       [this.clock.now(), executionId, ...(limited ? [run.strategy.id, userId, run.strategy.maxExecPerUser] : [])],
     );
     if (updated.length === 0) throw new NotCompleted();
-  }
-
-  /** Claims this run will not grant (shutdown, limit reached): gone, as if never claimed. */
-  private async releaseClaims(executionIds: string[]): Promise<void> {
-    await this.orm.em
-      .fork()
-      .execute(
-        `delete from quota_execute where status = 'processing' and id in (select jsonb_array_elements_text(?::jsonb)::bigint)`,
-        [JSON.stringify(executionIds)],
-      );
   }
 
   /**
@@ -338,20 +329,4 @@ function invalidStoredCondition(strategy: QuotaStrategy, problem: string): Domai
     ErrorCode.INVALID_CONDITION,
     `strategy ${JSON.stringify(strategy.name)} (${strategy.id}) has an invalid condition: ${problem}`,
   );
-}
-
-/** Runs `work` over the items with at most `limit` at a time. */
-export async function forEachConcurrently<T>(
-  items: T[],
-  limit: number,
-  work: (item: T) => Promise<void>,
-): Promise<void> {
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) {
-      const item = items[next++]!;
-      await work(item);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
 }

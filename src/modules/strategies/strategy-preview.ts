@@ -2,11 +2,11 @@ import type { MikroORM } from '@mikro-orm/postgresql';
 import { badInput } from '../../errors.js';
 import type { EmployeeDirectory } from '../employees/employee-directory.js';
 import type { GatewayClient } from '../gateway/gateway.client.js';
+import { forEachConcurrently } from '../quota/ledger-user-scan.js';
 import type { UserDirectory } from '../users/user-directory.js';
 import { assertValidCondition, conditionFromClause, evaluateCondition } from './condition/index.js';
 import { conditionContext } from './condition-context.js';
 import type { CandidateSource } from './strategy-candidates.js';
-import { forEachConcurrently } from './strategy-executor.js';
 
 export interface StrategyPreview {
   matchedUsers: number;
