@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, expect, test } from 'vitest';
+import { zonedParts } from '../../src/clock.js';
 import { HrSimulator } from '../../src/modules/employees/hr-simulator.js';
 import { DEPARTMENTS_KEY, EMPLOYEES_KEY, SMALL_DEPARTMENTS, SMALL_EMPLOYEES } from '../employees/hr-support.js';
 import { startTestApp, type TestApp } from '../support/app.js';
@@ -52,6 +53,21 @@ test('an empty mirror is synced once at start; the daily sync is scheduled', asy
   expect(first.app.services.scheduler.scheduledKeys()).toEqual(
     expect.arrayContaining(['scan', 'expire', 'employee-sync']),
   );
+});
+
+test('SPEC §9 times, in TZ_NAME: monthly expiry at 00:00 on the 1st, employee sync at 01:00 daily', () => {
+  const { scheduler, config } = first.app.services;
+  const expiry = zonedParts(scheduler.nextRun('expire')!, config.timeZone);
+  expect({ day: expiry.day, hour: expiry.hour, minute: expiry.minute, second: expiry.second }).toEqual({
+    day: 1,
+    hour: 0,
+    minute: 0,
+    second: 0,
+  });
+  const sync = zonedParts(scheduler.nextRun('employee-sync')!, config.timeZone);
+  expect({ hour: sync.hour, minute: sync.minute, second: sync.second }).toEqual({ hour: 1, minute: 0, second: 0 });
+  // Daily: the next fire is within a day.
+  expect(scheduler.nextRun('employee-sync')!.getTime() - Date.now()).toBeLessThanOrEqual(86_400_000);
 });
 
 test('a start with a filled mirror does not sync again', async () => {
