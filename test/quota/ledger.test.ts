@@ -266,6 +266,38 @@ describe('the ledger core', () => {
 });
 
 describe('storage (SPEC §12)', () => {
+  it('keeps amounts as numeric(14,2) units and times as timestamptz', async () => {
+    const rows = await em(app).execute<
+      { column: string; data_type: string; numeric_precision: number | null; numeric_scale: number | null }[]
+    >(
+      `select table_name || '.' || column_name as column, data_type, numeric_precision, numeric_scale
+         from information_schema.columns
+        where table_name in ('quota', 'quota_audit', 'monthly_quota_usage')
+          and (column_name in ('amount', 'used_quota') or column_name like '%_time' or column_name = 'expiry_date')
+        order by 1`,
+    );
+    const types = Object.fromEntries(
+      rows.map((row) => [
+        row.column,
+        row.data_type === 'numeric' ? `numeric(${row.numeric_precision},${row.numeric_scale})` : row.data_type,
+      ]),
+    );
+    const amount = 'numeric(14,2)';
+    const time = 'timestamp with time zone';
+    expect(types).toEqual({
+      'monthly_quota_usage.create_time': time,
+      'monthly_quota_usage.record_time': time,
+      'monthly_quota_usage.used_quota': amount,
+      'quota.amount': amount,
+      'quota.create_time': time,
+      'quota.expiry_date': time,
+      'quota.update_time': time,
+      'quota_audit.amount': amount,
+      'quota_audit.create_time': time,
+      'quota_audit.expiry_date': time,
+    });
+  });
+
   it('keeps the old tables and column names, with the additions', async () => {
     const rows = await em(app).execute<{ table_name: string; column_name: string }[]>(
       `select table_name, column_name from information_schema.columns
