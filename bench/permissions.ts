@@ -1,5 +1,6 @@
 import 'reflect-metadata';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { PUSH_CONCURRENCY } from '../src/modules/permissions/permission-pusher.js';
 import {
   type BenchEnvironment,
   type BenchOptions,
@@ -45,7 +46,6 @@ import {
  */
 
 /** PermissionService's default push concurrency (src/app.ts does not override it). */
-const PUSH_CONCURRENCY = 8;
 const TEAMS = 50;
 /** The gateway's permission write routes (SPEC §8), at its root. */
 const PUSH_PATHS = ['/model-permission/set', '/check-star/set', '/check-quota/set'];

@@ -1,12 +1,10 @@
 import { badInput } from '../../errors.js';
-import type { EmployeeRef } from '../employees/employee-directory.js';
+import { type EmployeeRef, MAX_IDENTIFIER_LENGTH } from '../employees/employee-directory.js';
 import { WhitelistAction } from './permission.enums.js';
 
 /** SPEC §6 limits of a model whitelist. */
 export const MAX_MODELS = 50;
 export const MAX_MODEL_NAME_LENGTH = 100;
-/** Department names longer than this cannot be in the mirror (EmployeeDirectory's input limit). */
-export const MAX_DEPARTMENT_NAME_LENGTH = 200;
 
 function hasControlCharacter(name: string): boolean {
   for (const character of name) {
@@ -31,8 +29,8 @@ export function parseTarget(
     return { type: 'user', ref: { userId: user.userId ?? null, employeeNumber: user.employeeNumber ?? null } };
   const name = (departmentName as string).trim();
   if (name === '') throw badInput('departmentName must not be empty');
-  if (name.length > MAX_DEPARTMENT_NAME_LENGTH) {
-    throw badInput(`departmentName must be at most ${MAX_DEPARTMENT_NAME_LENGTH} characters, got ${name.length}`);
+  if (name.length > MAX_IDENTIFIER_LENGTH) {
+    throw badInput(`departmentName must be at most ${MAX_IDENTIFIER_LENGTH} characters, got ${name.length}`);
   }
   return { type: 'department', name };
 }

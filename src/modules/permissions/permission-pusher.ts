@@ -20,6 +20,9 @@ type PushOutcome = keyof PushSummary;
 /** First half of the two-int advisory lock that orders the pushes of one employee and kind. */
 const PUSH_LOCK_CLASS = 73_011_246;
 
+/** Permission pushes in flight at once, for the whole process (bench/permissions.ts checks the bound). */
+export const PUSH_CONCURRENCY = 8;
+
 /**
  * Tells the gateway what recomputes decided (SPEC §6), after their commit, at most `concurrency`
  * calls at a time for the whole process, so a department-wide change does not flood the gateway.
@@ -38,7 +41,7 @@ export class PermissionPusher {
     private readonly orm: MikroORM,
     private readonly gateway: GatewayClient,
     private readonly logger: Logger,
-    private readonly concurrency = 8,
+    private readonly concurrency = PUSH_CONCURRENCY,
   ) {}
 
   async push(tasks: readonly PushTask[]): Promise<PushSummary> {

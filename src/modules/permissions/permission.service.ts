@@ -4,7 +4,7 @@ import type { EntityManager } from '../../db/orm.js';
 import { badInput, DomainError, ErrorCode } from '../../errors.js';
 import { type Connection, type PageArgs, paginate } from '../../graphql/pagination.js';
 import type { Logger } from '../../logger.js';
-import type { EmployeeDirectory, EmployeeRef } from '../employees/employee-directory.js';
+import { type EmployeeDirectory, type EmployeeRef, MAX_IDENTIFIER_LENGTH } from '../employees/employee-directory.js';
 import type { GatewayClient } from '../gateway/gateway.client.js';
 import type { UserDirectory } from '../users/user-directory.js';
 import { resolveEffective, type Subject } from './effective-rules.js';
@@ -32,8 +32,6 @@ export interface PermissionServiceDeps {
   directory: UserDirectory;
   clock: Clock;
   logger: Logger;
-  /** Gateway calls in flight at once for the whole process (default 8). */
-  pushConcurrency?: number;
 }
 
 /** Who made a change; null for employee sync. */
@@ -94,7 +92,6 @@ export interface PermissionAuditView {
 type ResolvedTarget = { type: 'user'; key: string } | { type: 'department'; name: string };
 
 const MAX_FILTER_LENGTH = 500;
-const MAX_IDENTIFIER_LENGTH = 200;
 
 /**
  * SPEC §6: explicit settings per user or department, the effective value per employee, the push
@@ -108,12 +105,7 @@ export class PermissionService {
 
   constructor(private readonly deps: PermissionServiceDeps) {
     this.subjects = new PermissionSubjects(deps.employees, deps.directory);
-    this.pusher = new PermissionPusher(
-      deps.orm,
-      deps.gateway,
-      deps.logger.child({ component: 'permission-push' }),
-      deps.pushConcurrency ?? 8,
-    );
+    this.pusher = new PermissionPusher(deps.orm, deps.gateway, deps.logger.child({ component: 'permission-push' }));
   }
 
   async setModelWhitelist(
@@ -256,10 +248,6 @@ export class PermissionService {
 
   get logger(): Logger {
     return this.deps.logger;
-  }
-
-  get employees(): EmployeeDirectory {
-    return this.deps.employees;
   }
 
   /**
