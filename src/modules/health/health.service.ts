@@ -13,11 +13,6 @@ export interface HealthReport {
 const DATABASE_CHECK_TIMEOUT_MS = 2_000;
 const GATEWAY_PROBE_INTERVAL_MS = 30_000;
 
-/**
- * Health for `GET /health` and the `health` query: "ok" when the database answers. The gateway is
- * reported as the outcome of the last call or probe (a background probe runs every 30 s), so a
- * health check never waits on the gateway's 30 s timeout.
- */
 /** GET /ready's answer: 200 only when ready. */
 export interface Readiness {
   ready: boolean;
@@ -27,6 +22,11 @@ export interface Readiness {
   shuttingDown: boolean;
 }
 
+/**
+ * Health for `GET /health` and the `health` query: "ok" when the database answers. The gateway is
+ * reported as the outcome of the last call or probe (a background probe runs every 30 s), so a
+ * health check never waits on the gateway's 30 s timeout.
+ */
 export class HealthService {
   private draining = false;
   private probeTimer: NodeJS.Timeout | null = null;
@@ -62,7 +62,6 @@ export class HealthService {
     };
   }
 
-  /** Readiness: the database answers and every migration is applied. */
   /**
    * Shutdown has begun: /ready answers 503 from now on, so a load balancer stops sending new requests
    * while running jobs reach a safe point and requests in flight finish.
@@ -71,6 +70,7 @@ export class HealthService {
     this.draining = true;
   }
 
+  /** Readiness: not shutting down, the database answers and every migration is applied. */
   async ready(): Promise<Readiness> {
     if (this.draining) return { ready: false, database: true, pendingMigrations: [], shuttingDown: true };
     const database = await this.databaseAnswers();
