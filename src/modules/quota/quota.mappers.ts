@@ -36,7 +36,7 @@ export function toUserQuotaObject(view: UserQuotaView): UserQuotaObject {
     remainingQuota: centsToAmount(view.remainingQuota),
     available: view.available.map((entry) => ({ amount: centsToAmount(entry.amount), expiryDate: entry.expiryDate })),
     isStar: view.isStar,
-    batchList: (view.batches ?? []).map(toQuotaBatchObject),
+    batchList: view.batches.map(toQuotaBatchObject),
   };
 }
 

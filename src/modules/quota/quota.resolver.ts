@@ -102,7 +102,7 @@ export class ViewerQuotaResolver {
 }
 
 async function userQuota(context: RequestContext, userId: string): Promise<UserQuotaObject> {
-  const view = await context.services.quota.getUserQuota(context.em, userId, { includeBatches: true });
+  const view = await context.services.quota.getUserQuota(context.em, userId);
   return toUserQuotaObject(view);
 }
 

@@ -67,8 +67,8 @@ export interface UserQuotaView {
   usedQuota: Cents;
   remainingQuota: Cents;
   available: QuotaAvailabilityView[];
-  /** VALID batches; null when the caller did not ask for them. */
-  batches: Batch[] | null;
+  /** VALID batches, FIFO order. */
+  batches: Batch[];
   isStar: boolean | null;
 }
 
@@ -146,11 +146,7 @@ export class QuotaService {
    * myQuota / userQuota: the gateway's counters, the FIFO view of what is left per batch, and the
    * batches themselves. A gateway failure answers GATEWAY_UNAVAILABLE.
    */
-  async getUserQuota(
-    em: EntityManager,
-    userId: string,
-    options: { includeBatches: boolean } = { includeBatches: true },
-  ): Promise<UserQuotaView> {
+  async getUserQuota(em: EntityManager, userId: string): Promise<UserQuotaView> {
     requireUserId(userId);
     const [total, used, batches, isStar] = await Promise.all([
       this.gateway.getTotal(userId),
@@ -167,7 +163,7 @@ export class QuotaService {
       usedQuota: used,
       remainingQuota: total - used,
       available,
-      batches: options.includeBatches ? batches : null,
+      batches,
       isStar,
     };
   }
