@@ -1,8 +1,10 @@
 import type { ApolloServerPlugin } from '@apollo/server';
 import {
   type ASTVisitor,
+  type DocumentNode,
   type FragmentDefinitionNode,
   GraphQLError,
+  type GraphQLSchema,
   Kind,
   type OperationDefinitionNode,
   type SelectionSetNode,
@@ -105,28 +107,81 @@ const pagedFieldEstimator: ComplexityEstimator = ({ field, args, childComplexity
   return undefined;
 };
 
+/**
+ * The complexity of an operation that declares no variables is a property of the document alone, and
+ * Apollo hands every request with the same query text the same validated DocumentNode (its document
+ * store), so it is computed once per document and operation name; an operation with variables
+ * (`first: $n`, `@include(if: $x)`) is costed per request. Weak keys: documents evicted from Apollo's
+ * store are collected with their entries.
+ */
+const fixedComplexity = new WeakMap<DocumentNode, Map<string, number>>();
+
+function declaresVariables(document: DocumentNode, operationName: string | null | undefined): boolean {
+  const operations = document.definitions.filter(
+    (definition): definition is OperationDefinitionNode => definition.kind === Kind.OPERATION_DEFINITION,
+  );
+  const operation = operationName
+    ? operations.find((candidate) => candidate.name?.value === operationName)
+    : operations[0];
+  // No such operation: execution refuses the request; do not cache an answer for it.
+  return operation === undefined || (operation.variableDefinitions?.length ?? 0) > 0;
+}
+
 export function complexityPlugin(limits: GraphqlLimits): ApolloServerPlugin {
+  function costOf(
+    schema: GraphQLSchema,
+    document: DocumentNode,
+    operationName: string | undefined,
+    variables: Record<string, unknown>,
+  ): number | null {
+    try {
+      return getComplexity({
+        schema,
+        query: document,
+        operationName,
+        variables,
+        estimators: [pagedFieldEstimator, simpleEstimator({ defaultComplexity: 1 })],
+      });
+    } catch (error) {
+      // Variables that do not fit the operation: execution refuses them with BAD_USER_INPUT
+      // before any resolver runs, so there is nothing to cost here (and no bug to report).
+      // By name, not instanceof: the library may load graphql's CommonJS build and we its ESM one.
+      if (error instanceof Error && error.name === 'GraphQLError') return null;
+      throw error;
+    }
+  }
+
+  function complexityOf(
+    schema: GraphQLSchema,
+    document: DocumentNode,
+    operationName: string | undefined,
+    variables: Record<string, unknown>,
+  ): number | null {
+    if (declaresVariables(document, operationName)) return costOf(schema, document, operationName, variables);
+    let byOperation = fixedComplexity.get(document);
+    const known = byOperation?.get(operationName ?? '');
+    if (known !== undefined) return known;
+    const complexity = costOf(schema, document, operationName, {});
+    if (complexity === null) return null;
+    if (!byOperation) {
+      byOperation = new Map();
+      fixedComplexity.set(document, byOperation);
+    }
+    byOperation.set(operationName ?? '', complexity);
+    return complexity;
+  }
+
   return {
     async requestDidStart() {
       return {
         async didResolveOperation({ request, document, schema }) {
-          let complexity: number;
-          try {
-            complexity = getComplexity({
-              schema,
-              query: document,
-              operationName: request.operationName ?? undefined,
-              variables: request.variables ?? {},
-              estimators: [pagedFieldEstimator, simpleEstimator({ defaultComplexity: 1 })],
-            });
-          } catch (error) {
-            // Variables that do not fit the operation: execution refuses them with BAD_USER_INPUT
-            // before any resolver runs, so there is nothing to cost here (and no bug to report).
-            // By name, not instanceof: the library may load graphql's CommonJS build and we its ESM one.
-            if (error instanceof Error && error.name === 'GraphQLError') return;
-            throw error;
-          }
-          if (complexity > limits.maxComplexity) {
+          const complexity = complexityOf(
+            schema,
+            document,
+            request.operationName ?? undefined,
+            request.variables ?? {},
+          );
+          if (complexity !== null && complexity > limits.maxComplexity) {
             throw limitError(
               `The query is too expensive: complexity ${complexity} exceeds the limit of ${limits.maxComplexity}.`,
             );

@@ -141,6 +141,35 @@ describe('complexity', () => {
     expect(result.status).toBe(400);
   });
 
+  it('costs each operation of a document, and each request with variables, on its own (one server, repeated)', async () => {
+    // One server, so the second request of a query text gets the document Apollo stored for the first:
+    // a cost remembered per document must still tell its operations and its variables apart.
+    const server = new ApolloServer({
+      typeDefs: TYPE_DEFS,
+      resolvers: { Query: { node: () => null, nodes: () => [] } },
+      plugins: [complexityPlugin({ ...LIMITS, maxComplexity: 5 })],
+    });
+    await server.start();
+    try {
+      const codeOf = async (query: string, operationName?: string, variables?: Record<string, unknown>) => {
+        const response = await server.executeOperation({ query, operationName, variables });
+        if (response.body.kind !== 'single') throw new Error('expected a single result');
+        return response.body.singleResult.errors?.[0]?.message ?? 'accepted';
+      };
+      const twoOperations = 'query Cheap { node { name } } query Dear { nodes(first: 10) { name } }';
+      for (let round = 0; round < 2; round++) {
+        expect(await codeOf(twoOperations, 'Cheap')).toBe('accepted');
+        expect(await codeOf(twoOperations, 'Dear')).toMatch(/complexity 11 /);
+      }
+      const paged = 'query Q($n: Int) { nodes(first: $n) { name } }';
+      expect(await codeOf(paged, undefined, { n: 2 })).toBe('accepted');
+      expect(await codeOf(paged, undefined, { n: 9 })).toMatch(/complexity 10 /);
+      expect(await codeOf(paged, undefined, { n: 2 })).toBe('accepted');
+    } finally {
+      await server.stop();
+    }
+  });
+
   it('does not charge introspection', async () => {
     const result = await complexityOf('{ __schema { types { name fields { name } } } }', 1);
     expect(result.errors).toEqual([]);
