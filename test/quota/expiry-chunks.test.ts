@@ -220,6 +220,43 @@ describe('monthly expiry: a database failure in a chunk', () => {
     expect(await runExpiry()).toMatchObject({ failed: 0, settledUsers: 1 });
     expect(app.simulator.getUser('d-poisoned')).toEqual({ total: 5_000, used: 0 });
   });
+
+  it('a commit that fails after a total was answered 5xx sets that total back (a 5xx may have been applied)', async () => {
+    // Nothing consumed: no reset, so the total is the only thing the gateway hears of.
+    await setUpUser('k-503', [40], [60], 0);
+    const before = await ledgerSnapshot(app, 'k-503');
+    // A deferred constraint trigger: the audit is refused at COMMIT, after the gateway was told.
+    await em(app).execute(`
+      create or replace function test_refuse_commit() returns trigger language plpgsql as $$
+      begin
+        if new.user_id = 'k-503' then raise exception 'commit refused by the test'; end if;
+        return new;
+      end $$`);
+    await em(app).execute(
+      `create constraint trigger test_refuse_commit after insert on quota_audit
+       deferrable initially deferred for each row execute function test_refuse_commit()`,
+    );
+    try {
+      app.simulator.clearCalls();
+      clock.set(RUN_TIME);
+      // Every attempt of the settlement's setTotal is applied and then answered 503 (as an Envoy in
+      // front of the gateway does when its upstream resets); the restoring setTotal after it gets through.
+      const attempts = app.app.services.config.gateway.retries + 1;
+      app.simulator.setFault('setTotal', { kind: 'applied-then-status', status: 503, times: attempts });
+      const result = await runExpiry();
+      expect(result.failures).toEqual([
+        { userId: 'k-503', reason: expect.stringMatching(/commit refused by the test/) },
+      ]);
+      expect(postsFor('k-503')).toEqual([...Array<string>(attempts).fill('setTotal 60'), 'setTotal 100']);
+      expect(app.simulator.getUser('k-503')).toEqual({ total: 10_000, used: 0 });
+      expect(await ledgerSnapshot(app, 'k-503')).toEqual(before);
+    } finally {
+      await em(app).execute('drop trigger if exists test_refuse_commit on quota_audit');
+      await em(app).execute('drop function if exists test_refuse_commit()');
+    }
+    expect(await runExpiry()).toMatchObject({ failed: 0, settledUsers: 1 });
+    expect(app.simulator.getUser('k-503')).toEqual({ total: 6_000, used: 0 });
+  });
 });
 
 describe('monthly expiry: the ledger lock', () => {

@@ -382,16 +382,22 @@ class TransactionLedger implements UserLedger {
     try {
       await this.gateway.setTotal(this.userId, total);
     } catch (error) {
-      // A rollback must restore the committed total whenever this write may have been applied: no
-      // answer (ambiguous), and also a 5xx, which the client retries as "not applied" but which comes
-      // from a gateway that saw the request and may have written before failing (an Envoy-based gateway
-      // answers 503 when its upstream resets mid-request). Setting the committed total is harmless.
-      if (isGatewayError(error) && (error.ambiguous || (error.status ?? 0) >= 500)) this.gatewayMayBeAhead = true;
+      if (totalMayHaveBeenSet(error)) this.gatewayMayBeAhead = true;
       throw error;
     }
     this.gatewayMayBeAhead = true;
     return total;
   }
+}
+
+/**
+ * Whether a failed setTotal may have been applied all the same, so that a rollback must restore the
+ * committed total: no answer (ambiguous), and also a 5xx, which the client retries as "not applied" but
+ * which comes from a gateway that saw the request and may have written before failing (an Envoy-based
+ * gateway answers 503 when its upstream resets mid-request). Setting the committed total is harmless.
+ */
+export function totalMayHaveBeenSet(error: unknown): boolean {
+  return isGatewayError(error) && (error.ambiguous || (error.status ?? 0) >= 500);
 }
 
 /**

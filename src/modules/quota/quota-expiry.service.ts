@@ -6,7 +6,7 @@ import { type Cents, centsToAmount, centsToDecimalString, decimalToCents } from 
 import type { GatewayClient } from '../gateway/gateway.client.js';
 import { isGatewayError } from '../gateway/gateway.errors.js';
 import { type ExpirySettlement, expiryAuditEntry, planExpirySettlement, settlementRows } from './expiry-settlement.js';
-import { auditDetails, type Batch, type Ledger, toWholeSecond } from './ledger.js';
+import { auditDetails, type Batch, type Ledger, totalMayHaveBeenSet, toWholeSecond } from './ledger.js';
 import {
   describeError,
   forEachConcurrently,
@@ -388,7 +388,8 @@ export class QuotaExpiryService {
       await this.gateway.setTotal(userId, totals.get(userId) ?? 0);
       return null;
     } catch (error) {
-      if (!(isGatewayError(error) && error.ambiguous)) sent.totals.delete(userId);
+      // Kept for afterFailedCommit when it may have been applied (a 5xx included, as the ledger does).
+      if (!totalMayHaveBeenSet(error)) sent.totals.delete(userId);
       return this.totalNotSet(userId, error);
     }
   }
