@@ -98,6 +98,8 @@ export async function startApp(options: StartAppOptions): Promise<RunningApp> {
     }
 
     const metrics = new Metrics({ defaultMetrics: config.metricsEnabled });
+    // With METRICS_ENABLED=false nothing reads the registry (no /metrics route), so nothing records into it.
+    const recording = config.metricsEnabled ? metrics : undefined;
     const gateway = new GatewayClient(
       {
         baseUrl: config.gateway.url,
@@ -109,7 +111,7 @@ export async function startApp(options: StartAppOptions): Promise<RunningApp> {
         retryBaseDelayMs: config.gateway.retryBaseDelayMs,
       },
       logger.child({ component: 'gateway-client' }),
-      { onCall: metrics.onGatewayCall },
+      { onCall: recording?.onGatewayCall },
     );
     closers.push(async () => gateway.close());
 
@@ -131,12 +133,12 @@ export async function startApp(options: StartAppOptions): Promise<RunningApp> {
     const jobRunner = new JobRunner(orm, logger.child({ component: 'jobs' }), {
       staleAfterMs: config.jobStaleAfterMs,
       heartbeatMs: Math.min(5_000, config.jobStaleAfterMs / 5),
-      onFinished: metrics.onJobFinished,
+      onFinished: recording?.onJobFinished,
       clock,
     });
     const scheduler = new Scheduler(jobRunner, config.timeZone, logger.child({ component: 'scheduler' }));
     const quotaLogger = logger.child({ component: 'quota' });
-    const ledger = new Ledger(gateway, clock, quotaLogger, metrics.ledgerObserver);
+    const ledger = new Ledger(gateway, clock, quotaLogger, recording?.ledgerObserver);
     const idempotencyKeys = new IdempotencyKeys(clock, config.idempotencyKeyRetentionHours);
     const services: Services = {
       config,
@@ -157,7 +159,7 @@ export async function startApp(options: StartAppOptions): Promise<RunningApp> {
       ledger,
       quota: new QuotaService(ledger, gateway, directory, config, clock, quotaLogger, idempotencyKeys),
       quotaExpiry: new QuotaExpiryService(orm, ledger, gateway, clock, quotaLogger),
-      quotaSync: new QuotaSyncService(orm, ledger, gateway, quotaLogger, metrics.syncObserver),
+      quotaSync: new QuotaSyncService(orm, ledger, gateway, quotaLogger, recording?.syncObserver),
       strategies: createStrategyService({
         orm,
         config,

@@ -104,7 +104,7 @@ export async function createHttpApp(options: HttpServerOptions): Promise<HttpApp
       complexityPlugin(limits),
       textInputPlugin(),
       requestLoggingPlugin(),
-      graphqlMetricsPlugin(services.metrics),
+      ...(config.metricsEnabled ? [graphqlMetricsPlugin(services.metrics)] : []),
     ],
     logger: {
       debug: (message) => logger.debug(message),

@@ -46,6 +46,17 @@ describe('a server with METRICS_ENABLED=false', () => {
     const health = await app.gql<{ health: { status: string } }>('{ health { status } }');
     expect(health.data?.health.status).toBe('ok');
   });
+
+  it('records nothing: neither requests nor gateway calls reach the registry', async () => {
+    // A request whose resolver calls the gateway (total and used).
+    const quota = await app.gql('{ myQuota { totalQuota usedQuota } }', undefined, { token: app.userToken });
+    expect(quota.errors).toBeUndefined();
+    expect(app.simulator.calls().length).toBeGreaterThan(0);
+    const samples = parsePrometheusText(await app.app.services.metrics.render());
+    for (const name of ['graphql_requests_total', 'graphql_request_duration_seconds_count', 'gateway_calls_total']) {
+      expect(samples.filter((sample) => sample.name === name)).toEqual([]);
+    }
+  });
 });
 
 describe('the operation label', () => {
