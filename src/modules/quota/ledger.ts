@@ -419,6 +419,31 @@ export async function readValidBatches(
 }
 
 /**
+ * readValidBatches for many users in one statement (set-based jobs under Ledger.withUsersLocked):
+ * each user's VALID batches in FIFO order; a user with none is absent.
+ */
+export async function readValidBatchesOfUsers(
+  sql: Sql,
+  userIds: readonly string[],
+  options: { forUpdate?: boolean } = {},
+): Promise<Map<string, Batch[]>> {
+  const rows = await sql.execute<BatchRecord>(
+    `select ${BATCH_COLUMNS} from quota
+      where user_id in (select value from jsonb_array_elements_text(?::jsonb)) and status = 'VALID'
+      order by user_id, expiry_date asc, id asc${options.forUpdate ? ' for update' : ''}`,
+    [JSON.stringify(userIds)],
+  );
+  const byUser = new Map<string, Batch[]>();
+  for (const row of rows) {
+    const batch = toBatch(row);
+    const batches = byUser.get(batch.userId);
+    if (batches) batches.push(batch);
+    else byUser.set(batch.userId, [batch]);
+  }
+  return byUser;
+}
+
+/**
  * Attributes the gateway's `used` to batches FIFO by earliest expiry (id as tie-break): the earliest
  * batch is consumed first. Returns every batch with what was consumed of it and what is left.
  * Consumption beyond Σ batches stays unattributed; a negative `used` counts as none.

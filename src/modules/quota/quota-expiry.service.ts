@@ -1,12 +1,13 @@
 import type { MikroORM } from '@mikro-orm/postgresql';
 import { type Clock, previousYearMonth } from '../../clock.js';
+import { sqlOf } from '../../db/driver-transaction.js';
 import type { EntityManager } from '../../db/orm.js';
 import type { Logger } from '../../logger.js';
 import { type Cents, centsToAmount, centsToDecimalString, decimalToCents } from '../../money.js';
 import type { GatewayClient } from '../gateway/gateway.client.js';
 import { isGatewayError } from '../gateway/gateway.errors.js';
 import { type ExpirySettlement, expiryAuditEntry, planExpirySettlement, settlementRows } from './expiry-settlement.js';
-import { auditDetails, type Batch, type Ledger, totalMayHaveBeenSet, toWholeSecond } from './ledger.js';
+import { auditDetails, type Ledger, readValidBatchesOfUsers, totalMayHaveBeenSet, toWholeSecond } from './ledger.js';
 import {
   describeError,
   forEachConcurrently,
@@ -260,9 +261,10 @@ export class QuotaExpiryService {
         this.orm.em.fork(),
         due.map((user) => user.userId),
         async (transaction) => {
-          const batches = await lockedValidBatches(
-            transaction,
+          const batches = await readValidBatchesOfUsers(
+            sqlOf(transaction),
             due.map((user) => user.userId),
+            { forUpdate: true },
           );
           const planned: PlannedUser[] = [];
           for (const { userId, used } of due) {
@@ -497,40 +499,6 @@ export class QuotaExpiryService {
       throw error;
     }
   }
-}
-
-interface BatchRecord {
-  id: string | number;
-  user_id: string;
-  amount: string;
-  expiry_date: Date | string;
-  create_time: Date | string;
-}
-
-/** The VALID batches of the users, row-locked, per user in FIFO order (expiry, then id). */
-async function lockedValidBatches(transaction: EntityManager, userIds: string[]): Promise<Map<string, Batch[]>> {
-  const rows = await transaction.execute<BatchRecord[]>(
-    `select id, user_id, amount, expiry_date, create_time from quota
-      where user_id in (select value from jsonb_array_elements_text(?::jsonb)) and status = 'VALID'
-      order by user_id, expiry_date, id
-      for update`,
-    [JSON.stringify(userIds)],
-  );
-  const byUser = new Map<string, Batch[]>();
-  for (const row of rows) {
-    const batch: Batch = {
-      id: String(row.id),
-      userId: row.user_id,
-      amount: decimalToCents(row.amount),
-      expiryDate: new Date(row.expiry_date),
-      status: 'VALID',
-      createdAt: new Date(row.create_time),
-    };
-    const list = byUser.get(batch.userId);
-    if (list) list.push(batch);
-    else byUser.set(batch.userId, [batch]);
-  }
-  return byUser;
 }
 
 /** Σ VALID per user, read inside the transaction (a user with nothing VALID left is absent: 0). */
