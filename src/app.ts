@@ -140,6 +140,7 @@ export async function startApp(options: StartAppOptions): Promise<RunningApp> {
     const quotaLogger = logger.child({ component: 'quota' });
     const ledger = new Ledger(gateway, clock, quotaLogger, recording?.ledgerObserver);
     const idempotencyKeys = new IdempotencyKeys(clock, config.idempotencyKeyRetentionHours);
+    const quota = new QuotaService(ledger, gateway, directory, config, clock, quotaLogger, idempotencyKeys);
     const services: Services = {
       config,
       clock,
@@ -157,7 +158,7 @@ export async function startApp(options: StartAppOptions): Promise<RunningApp> {
       idempotencyKeys,
       scheduler,
       ledger,
-      quota: new QuotaService(ledger, gateway, directory, config, clock, quotaLogger, idempotencyKeys),
+      quota,
       quotaExpiry: new QuotaExpiryService(orm, ledger, gateway, clock, quotaLogger),
       quotaSync: new QuotaSyncService(orm, ledger, gateway, quotaLogger, recording?.syncObserver),
       strategies: createStrategyService({
@@ -170,7 +171,7 @@ export async function startApp(options: StartAppOptions): Promise<RunningApp> {
         gateway,
         runner: jobRunner,
         keys: idempotencyKeys,
-        quota: () => services.quota,
+        quota,
         ledger,
         executor: { concurrency: config.strategyScanConcurrency },
       }),

@@ -85,7 +85,7 @@ export class StrategyExecutor {
   constructor(
     private readonly orm: MikroORM,
     private readonly candidates: CandidateSource,
-    private readonly grants: () => Grants,
+    private readonly grants: Grants,
     ledger: Pick<Ledger, 'withUsersLocked' | 'withUserLedger'>,
     private readonly gateway: GatewayClient,
     private readonly employees: EmployeeDirectory,
@@ -234,7 +234,7 @@ export class StrategyExecutor {
   private async grantOne(userId: string, executionId: string, run: RunState): Promise<void> {
     const { strategy } = run;
     try {
-      await this.grants().grantQuota(
+      await this.grants.grantQuota(
         this.orm.em.fork(),
         {
           userId,

@@ -25,8 +25,8 @@ export interface StrategyModuleDeps {
   gateway: GatewayClient;
   runner: JobRunner;
   keys: IdempotencyKeys;
-  /** Read at grant time: the quota service is built alongside. */
-  quota: () => Pick<QuotaService, 'grantQuota'>;
+  /** One-user grants (the fallback when a chunk cannot be granted in bulk). */
+  quota: Pick<QuotaService, 'grantQuota'>;
   /** Chunks of users are granted in one transaction holding their ledger locks. */
   ledger: Pick<Ledger, 'withUsersLocked' | 'withUserLedger'>;
   executor?: StrategyExecutorOptions;
