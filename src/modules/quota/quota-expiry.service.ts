@@ -3,7 +3,7 @@ import { type Clock, previousYearMonth } from '../../clock.js';
 import { sqlOf } from '../../db/driver-transaction.js';
 import type { EntityManager } from '../../db/orm.js';
 import type { Logger } from '../../logger.js';
-import { type Cents, centsToAmount, centsToDecimalString, decimalToCents } from '../../money.js';
+import { type Cents, centsToAmount, centsToDecimalString } from '../../money.js';
 import type { GatewayClient } from '../gateway/gateway.client.js';
 import { isGatewayError } from '../gateway/gateway.errors.js';
 import { type ExpirySettlement, expiryAuditEntry, planExpirySettlement, settlementRows } from './expiry-settlement.js';
@@ -246,7 +246,7 @@ export class QuotaExpiryService {
    *   the transaction goes back to the savepoint and writes the others again, so that user stays
    *   untouched for the next run (a delta that may have arrived is never repeated; an ambiguous one is
    *   logged for a human, as the next run cannot tell it from no consumption).
-   * - the absolute total (Σ VALID after, read under the locks) is set. A user whose push fails is still
+   * - the absolute total (Σ VALID after, as planned from the locked batches) is set. A user whose push fails is still
    *   committed (its used was reset: rolling back would count that consumption twice) and reported;
    *   quota sync repairs the total.
    * If the transaction fails before any gateway call (a database error), each user is settled on its
@@ -286,12 +286,13 @@ export class QuotaExpiryService {
             for (const [userId, reason] of refused) outcomes.set(userId, { kind: 'failed', reason });
           }
 
-          const totals = await validTotals(
-            transaction,
-            settled.map((user) => user.userId),
-          );
-          await forEachConcurrently(settled, concurrency, async ({ userId }) => {
-            outcomes.set(userId, { kind: 'settled', totalPushError: await this.pushTotal(userId, totals, sent) });
+          // Σ VALID after is the plan's `after`, no query needed: the plan was made from every VALID
+          // batch of the user, read FOR UPDATE in this transaction, which holds the user's ledger lock
+          // (every change of a user's batches takes it, a new batch included, which row locks alone
+          // would not keep out); since then only writeSettlements changed them, exactly as planned (each
+          // statement's row count is checked). The ledger's knownTotal rests on the same rule.
+          await forEachConcurrently(settled, concurrency, async ({ userId, plan }) => {
+            outcomes.set(userId, { kind: 'settled', totalPushError: await this.pushTotal(userId, plan.after, sent) });
           });
           return {
             result: undefined,
@@ -383,11 +384,11 @@ export class QuotaExpiryService {
   }
 
   /** gateway.setTotal(Σ VALID after); null when it worked, else why not (the settlement commits anyway). */
-  private async pushTotal(userId: string, totals: Map<string, Cents>, sent: GatewayWrites): Promise<string | null> {
+  private async pushTotal(userId: string, total: Cents, sent: GatewayWrites): Promise<string | null> {
     sent.calls += 1;
     sent.totals.add(userId);
     try {
-      await this.gateway.setTotal(userId, totals.get(userId) ?? 0);
+      await this.gateway.setTotal(userId, total);
       return null;
     } catch (error) {
       // Kept for afterFailedCommit when it may have been applied (a 5xx included, as the ledger does).
@@ -499,18 +500,6 @@ export class QuotaExpiryService {
       throw error;
     }
   }
-}
-
-/** Σ VALID per user, read inside the transaction (a user with nothing VALID left is absent: 0). */
-async function validTotals(transaction: EntityManager, userIds: string[]): Promise<Map<string, Cents>> {
-  if (userIds.length === 0) return new Map();
-  const rows = await transaction.execute<{ user_id: string; total: string }[]>(
-    `select user_id, sum(amount)::text as total from quota
-      where user_id in (select value from jsonb_array_elements_text(?::jsonb)) and status = 'VALID'
-      group by user_id`,
-    [JSON.stringify(userIds)],
-  );
-  return new Map(rows.map((row) => [row.user_id, decimalToCents(row.total)]));
 }
 
 /** Under the users' locks every planned row must be there as read; anything else is a bug, not a race. */
