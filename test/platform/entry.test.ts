@@ -1,5 +1,5 @@
 import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
-import { chmod, mkdtemp, rm } from 'node:fs/promises';
+import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -9,7 +9,8 @@ import { freePort } from '../../src/db/embedded-postgres.js';
 /**
  * The real entry point in embedded mode (SPEC §1, §9, §10): nothing configured, so it starts its own
  * PostgreSQL and gateway simulator, prints a banner with playground tokens that work, warns when
- * AUTH_VERIFY=false, and exits 0 on SIGTERM. Run with tsx in an empty folder.
+ * AUTH_VERIFY=false (set here through a .env file), and exits 0 on SIGTERM and SIGINT. Run with tsx in an
+ * empty folder.
  */
 
 const PROJECT_ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -108,19 +109,27 @@ describe('npm start in embedded mode', () => {
     expect(logLines(server.output().stdout).some((line) => line.msg === 'stopped')).toBe(true);
   }, 90_000);
 
-  it('warns at start when AUTH_VERIFY=false, and prints no tokens then', async () => {
+  it('reads .env from its folder (the environment wins), warns when AUTH_VERIFY=false, and exits 0 on SIGINT', async () => {
     const port = await freePort();
+    // AUTH_VERIFY comes only from .env; its PORT loses to the environment's (Node's loadEnvFile never
+    // overrides a variable that is already set), so the server answers on `port`, not on 1.
+    await writeFile(path.join(cwd, '.env'), 'AUTH_VERIFY=false\nPORT=1\n');
     // The same data directory: the second start finds its cluster and secrets.
-    const server = startServer({ PORT: String(port), AUTH_VERIFY: 'false' });
+    const server = startServer({ PORT: String(port) });
     try {
       const stdout = await waitForBanner(server);
       const warning = logLines(stdout).find((line) => line.level === 40 && /AUTH_VERIFY=false/.test(line.msg));
       expect(warning?.msg).toMatch(/decoded, not verified/);
       expect(stdout).not.toMatch(/admin: \S+/);
+      expect((await fetch(`http://127.0.0.1:${port}/health`)).status).toBe(200);
     } finally {
-      expect(await stopServer(server)).toBe(0);
+      server.child.kill('SIGINT');
+      expect(await server.exit).toBe(0);
+      await rm(path.join(cwd, '.env'), { force: true });
     }
+    expect(logLines(server.output().stdout).some((line) => line.msg === 'stopped')).toBe(true);
   }, 90_000);
+
   it('refuses to start with HR sync on, a real database and no HR URLs (no demo organisation in production)', async () => {
     const server = startServer({
       PORT: String(await freePort()),
