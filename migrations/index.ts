@@ -6,6 +6,7 @@ import { Migration20261123120000_permissions } from './Migration20261123120000_p
 import { Migration20261123130000_jobs } from './Migration20261123130000_jobs.js';
 import { Migration20261123140000_strategies } from './Migration20261123140000_strategies.js';
 import { Migration20261123150000_idempotency } from './Migration20261123150000_idempotency.js';
+import { Migration20261123160000_permission_removal_push } from './Migration20261123160000_permission_removal_push.js';
 
 /**
  * Every migration, in order. Static imports make discovery behave the same under tsc output, tsx
@@ -19,4 +20,5 @@ export const migrationsList: MigrationObject[] = [
   { name: 'Migration20261123130000_jobs', class: Migration20261123130000_jobs },
   { name: 'Migration20261123140000_strategies', class: Migration20261123140000_strategies },
   { name: 'Migration20261123150000_idempotency', class: Migration20261123150000_idempotency },
+  { name: 'Migration20261123160000_permission_removal_push', class: Migration20261123160000_permission_removal_push },
 ];
