@@ -66,7 +66,7 @@ describe('reconciliation (SPEC §7)', () => {
     expect(result.changes).toEqual({ added: ['E001', 'E002', 'E003', 'E004'], moved: [], renamed: [], removed: [] });
   });
 
-  it('changes nothing and tells no listener when the feed is unchanged', async () => {
+  it('changes nothing when the feed is unchanged: no beforeCommit, and afterCommit with no changes (owed work is retried there)', async () => {
     await syncOk();
     const before = await ctx.snapshot();
     listener.reset();
@@ -75,7 +75,7 @@ describe('reconciliation (SPEC §7)', () => {
     expect(result).toMatchObject({ processed: 4, succeeded: 4, failed: 0, unchanged: 4 });
     expect(result.changes).toEqual({ added: [], moved: [], renamed: [], removed: [] });
     expect(listener.before).toEqual([]);
-    expect(listener.after).toEqual([]);
+    expect(listener.after).toEqual([{ added: [], moved: [], renamed: [], removed: [] }]);
   });
 
   it('updates a changed name (renamed) and a changed department (moved), touching no one else', async () => {

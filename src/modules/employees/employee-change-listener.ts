@@ -15,15 +15,18 @@ export interface EmployeeChanges {
 
 /**
  * The permissions module's hook into employee sync (SPEC §7), injected into EmployeeSyncService so
- * the employees module does not depend on permissions. Both hooks run only when the sync changed
- * something, and one sync passes the very same `changes` object to both (a listener may key state on it).
+ * the employees module does not depend on permissions. One sync passes the very same `changes`
+ * object to both hooks (a listener may key state on it).
  *
- * - `beforeCommit` runs inside the sync's one transaction, after the mirror rows are written: delete
- *   the personal model whitelists of moved employees and the settings and effective records of removed
- *   ones there, so the mirror and the permissions commit (or roll back) together. Throwing aborts the
- *   whole sync (HR_SYNC_FAILED, nothing changed).
- * - `afterCommit` runs after the commit, on a fresh EntityManager: recompute and push to the gateway.
- *   A failure there is logged; the mirror stays synced.
+ * - `beforeCommit` runs inside the sync's one transaction, after the mirror rows are written, and
+ *   only when the sync changed something: delete the personal model whitelists of moved employees
+ *   and the settings and effective records of removed ones there (and record what is owed for them),
+ *   so the mirror and the permissions commit (or roll back) together. Throwing aborts the whole sync
+ *   (HR_SYNC_FAILED, nothing changed).
+ * - `afterCommit` runs after every committed sync — also one that changed nothing (all lists
+ *   empty), so work an earlier sync left owed is retried — on a fresh EntityManager: recompute and
+ *   push to the gateway. A failure there is logged; the mirror stays synced. A refused or failed
+ *   sync calls neither.
  */
 export interface EmployeeChangeListener {
   beforeCommit(em: EntityManager, changes: EmployeeChanges): Promise<void>;

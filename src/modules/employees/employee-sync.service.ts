@@ -112,14 +112,14 @@ export class EmployeeSyncService {
     });
 
     const { changes } = plan;
-    if (hasChanges(changes)) {
-      for (const listener of this.listeners) {
-        try {
-          await listener.afterCommit(orm.em.fork(), changes);
-        } catch (error) {
-          // The mirror is committed; pushes are best effort and the next recompute retries them (SPEC §6).
-          log.error({ err: error }, 'employee change listener failed after the sync committed');
-        }
+    // Also after a sync that changed nothing: a listener may have owed work left by an earlier one
+    // (the permissions module retries pushes owed for removed employees here).
+    for (const listener of this.listeners) {
+      try {
+        await listener.afterCommit(orm.em.fork(), changes);
+      } catch (error) {
+        // The mirror is committed; pushes are best effort and the next recompute retries them (SPEC §6).
+        log.error({ err: error }, 'employee change listener failed after the sync committed');
       }
     }
 
