@@ -57,7 +57,9 @@ describe('PermissionSyncListener', () => {
   });
 
   beforeEach(async () => {
-    await execute(`truncate ${[...PERMISSION_TABLES, 'employee_department'].join(', ')} restart identity`);
+    await execute(
+      `truncate ${[...PERMISSION_TABLES, 'permission_removal_push', 'employee_department'].join(', ')} restart identity`,
+    );
     t.simulator.reset();
   });
 
@@ -174,6 +176,7 @@ describe('PermissionSyncListener', () => {
     expect(starCheckPushes(t.simulator)).toEqual([['X1', false]]);
     expect(quotaCheckPushes(t.simulator)).toEqual([]);
     expect(t.simulator.getEmployee('X1')).toMatchObject({ models: [], starCheck: false });
+    expect(await execute('select * from permission_removal_push')).toEqual([]);
 
     for (const table of PERMISSION_TABLES.filter((name) => name !== 'permission_audit')) {
       const column = table.startsWith('effective') ? 'employee_number' : 'target_identifier';
@@ -204,6 +207,7 @@ describe('PermissionSyncListener', () => {
     ).rejects.toThrow('refused');
     expect(await execute('select * from model_whitelist')).toEqual(before);
     expect(await execute(`select employee_number from effective_permissions`)).toEqual([{ employee_number: 'B1' }]);
+    expect(await execute('select * from permission_removal_push')).toEqual([]);
     expect(permissionCalls(t.simulator)).toEqual([]);
   });
 });

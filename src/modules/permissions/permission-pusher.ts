@@ -1,12 +1,14 @@
 import type { MikroORM } from '@mikro-orm/postgresql';
+import type { EntityManager } from '../../db/orm.js';
 import { isDomainError } from '../../errors.js';
 import type { Logger } from '../../logger.js';
 import type { GatewayClient } from '../gateway/gateway.client.js';
 import { needsPush } from './effective-rules.js';
 import { patchAuditDetails } from './permission-audit.store.js';
 import type { KindSpec } from './permission-kinds.js';
-import type { PushTask } from './permission-recompute.js';
+import type { PushTask, RecomputePush } from './permission-recompute.js';
 import { loadEffective, markNotified } from './permission-store.js';
+import { deleteRemovalPush, lockRemovalPush } from './removal-push-outbox.js';
 
 export interface PushSummary {
   pushed: number;
@@ -16,6 +18,14 @@ export interface PushSummary {
 }
 
 type PushOutcome = keyof PushSummary;
+
+/** What one push will send, and what to record once the gateway took it; or why there is nothing to send. */
+type Due =
+  | { value: unknown; auditId: string; settle: () => Promise<void> }
+  | { skipped: string; auditId: string | null };
+
+/** Whether an employee key is in the HR mirror (a removal push is owed only while it is not). */
+export type EmployeePresence = (em: EntityManager, key: string) => Promise<boolean>;
 
 /** First half of the two-int advisory lock that orders the pushes of one employee and kind. */
 const PUSH_LOCK_CLASS = 73_011_246;
@@ -32,6 +42,11 @@ export const PUSH_CONCURRENCY = 8;
  * one employee racing each other end with the gateway holding the latest value, and "last told" is
  * exactly what it was told. A failed call is logged, leaves "last told" unchanged (the next recompute
  * pushes again) and is recorded on the audit row.
+ *
+ * The pushes owed for employees removed by employee sync come from the permission_removal_push
+ * outbox, under the same lock: the row is re-read (and locked) and sent only while the employee is
+ * still absent, deleted once the gateway took it, and kept when the call fails (the next employee
+ * sync sends every pending row again).
  */
 export class PermissionPusher {
   private active = 0;
@@ -41,6 +56,7 @@ export class PermissionPusher {
     private readonly orm: MikroORM,
     private readonly gateway: GatewayClient,
     private readonly logger: Logger,
+    private readonly employeePresent: EmployeePresence,
     private readonly concurrency = PUSH_CONCURRENCY,
   ) {}
 
@@ -59,37 +75,68 @@ export class PermissionPusher {
           PUSH_LOCK_CLASS,
           `${spec.kind}:${task.key}`,
         ]);
-        let value: unknown = task.fixedValue;
-        if (value === undefined) {
-          const current = (await loadEffective(em, spec, [task.key])).get(task.key);
-          if (!current || !needsPush(current, current.notified, (a, b) => spec.equals(a, b))) {
-            await patchAuditDetails(em, task.auditId, {
-              gatewayNotified: false,
-              skipped: current ? 'the gateway already has this value' : 'the effective record no longer exists',
-            });
-            return 'skipped';
+        const due = task.removal ? await this.removalDue(em, spec, task.key) : await this.recomputeDue(em, spec, task);
+        if ('skipped' in due) {
+          if (due.auditId !== null) {
+            await patchAuditDetails(em, due.auditId, { gatewayNotified: false, skipped: due.skipped });
           }
-          value = current.value;
+          return 'skipped';
         }
         try {
-          await spec.push(this.gateway, task.key, value);
+          await spec.push(this.gateway, task.key, due.value);
         } catch (error) {
           this.logger.warn(
-            { err: error, kind: spec.kind, employeeKey: task.key },
-            'gateway push of a permission failed; the next recompute pushes again',
+            { err: error, kind: spec.kind, employeeKey: task.key, removal: task.removal === true },
+            task.removal
+              ? 'gateway push for a removed employee failed; kept in permission_removal_push, the next employee sync pushes again'
+              : 'gateway push of a permission failed; the next recompute pushes again',
           );
-          await patchAuditDetails(em, task.auditId, { gatewayNotified: false, gatewayError: describeError(error) });
+          await patchAuditDetails(em, due.auditId, { gatewayNotified: false, gatewayError: describeError(error) });
           return 'failed';
         }
-        if (task.fixedValue === undefined) await markNotified(em, spec, task.key, value);
-        await patchAuditDetails(em, task.auditId, { gatewayNotified: true, pushedValue: value });
+        await due.settle();
+        await patchAuditDetails(em, due.auditId, { gatewayNotified: true, pushedValue: due.value });
         return 'pushed';
       });
     } catch (error) {
-      // The database failed around the push: "last told" may be stale, which only costs a repeat push.
+      // The database failed around the push: "last told" may be stale (or a removal push stays
+      // pending), which only costs a repeat push.
       this.logger.error({ err: error, kind: spec.kind, employeeKey: task.key }, 'permission push bookkeeping failed');
       return 'failed';
     }
+  }
+
+  /** A recompute's push: the effective value now, if the push rule still calls for it. */
+  private async recomputeDue(em: EntityManager, spec: KindSpec<unknown>, task: RecomputePush): Promise<Due> {
+    const current = (await loadEffective(em, spec, [task.key])).get(task.key);
+    if (!current || !needsPush(current, current.notified, (a, b) => spec.equals(a, b))) {
+      return {
+        auditId: task.auditId,
+        skipped: current ? 'the gateway already has this value' : 'the effective record no longer exists',
+      };
+    }
+    return {
+      value: current.value,
+      auditId: task.auditId,
+      settle: () => markNotified(em, spec, task.key, current.value),
+    };
+  }
+
+  /**
+   * A removed employee's pending push, if it is still owed: the row still exists (locked until this
+   * transaction ends) and the employee is still absent from the HR mirror.
+   */
+  private async removalDue(em: EntityManager, spec: KindSpec<unknown>, key: string): Promise<Due> {
+    const pending = await lockRemovalPush(em, spec, key);
+    // Sent by a concurrent push, or dropped by the sync that brought the employee back (which
+    // recorded that on the audit row).
+    if (!pending) return { auditId: null, skipped: 'no longer pending' };
+    if (await this.employeePresent(em, key)) {
+      // Back in the mirror without a sync dropping the row (e.g. written by the seed): nothing to clear.
+      await deleteRemovalPush(em, spec, key);
+      return { auditId: pending.auditId, skipped: 'the employee is back in the HR mirror' };
+    }
+    return { value: pending.value, auditId: pending.auditId, settle: () => deleteRemovalPush(em, spec, key) };
   }
 
   private async limited<T>(work: () => Promise<T>): Promise<T> {

@@ -19,16 +19,25 @@ export interface RecomputeCause {
   actor: string | null;
 }
 
-/** A gateway call owed after the commit, with the audit row that will record its outcome. */
-export interface PushTask {
+/** A gateway call owed after a commit (PermissionPusher). */
+export type PushTask = RecomputePush | RemovalPush;
+
+/** Send the effective value current at push time, if the rules still call for it; the audit row gets the outcome. */
+export interface RecomputePush {
   spec: AnyKindSpec;
   key: string;
   auditId: string;
-  /**
-   * Set for removed employees (whose effective record is gone): tell the gateway exactly this.
-   * Otherwise the pusher sends the effective value current at push time.
-   */
-  fixedValue?: string[] | boolean;
+  removal?: undefined;
+}
+
+/**
+ * Send the pending row of (kind, key) in permission_removal_push (an employee removed by employee
+ * sync): its value, its audit row; the row is deleted once the gateway took it.
+ */
+export interface RemovalPush {
+  spec: AnyKindSpec;
+  key: string;
+  removal: true;
 }
 
 /** Subjects per round trip: bounds parameter sizes and memory for very large departments. */
@@ -45,9 +54,9 @@ export async function recomputeKind<V>(
   subjects: readonly Subject[],
   cause: RecomputeCause,
   now: Date,
-): Promise<PushTask[]> {
+): Promise<RecomputePush[]> {
   const unique = [...new Map(subjects.map((subject) => [subject.key, subject])).values()];
-  const tasks: PushTask[] = [];
+  const tasks: RecomputePush[] = [];
   for (let start = 0; start < unique.length; start += CHUNK_SIZE) {
     tasks.push(...(await recomputeChunk(em, spec, unique.slice(start, start + CHUNK_SIZE), cause, now)));
   }
@@ -60,7 +69,7 @@ async function recomputeChunk<V>(
   subjects: readonly Subject[],
   cause: RecomputeCause,
   now: Date,
-): Promise<PushTask[]> {
+): Promise<RecomputePush[]> {
   const keys = subjects.map((subject) => subject.key);
   const settings = await loadSettings(em, spec, keys, departmentsOnPaths(subjects));
   const stored = await loadEffective(em, spec, keys);

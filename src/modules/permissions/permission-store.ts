@@ -189,6 +189,26 @@ export async function markNotified<V>(em: EntityManager, spec: KindSpec<V>, key:
   ]);
 }
 
+/**
+ * Sets "last told" on an employee's effective record, creating a default one (the recompute that
+ * follows writes the real value) when there is none: for an employee HR brought back before the
+ * push owed for their removal went out, the gateway still holds what it was last told before it.
+ */
+export async function seedNotified<V>(
+  em: EntityManager,
+  spec: KindSpec<V>,
+  key: string,
+  notified: V,
+  now: Date,
+): Promise<void> {
+  await em.execute(
+    `insert into ${spec.effectiveTable} (employee_number, ${spec.notifiedColumn}, create_time, update_time)
+     values (?, ?, ?, ?)
+     on conflict (employee_number) do update set ${spec.notifiedColumn} = excluded.${spec.notifiedColumn}`,
+    [key, spec.write(notified), now, now],
+  );
+}
+
 /** Deletes the effective records of these keys; returns them (with what the gateway was last told). */
 export async function deleteEffective<V>(
   em: EntityManager,

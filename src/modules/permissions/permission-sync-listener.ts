@@ -1,10 +1,11 @@
 import type { EntityManager } from '../../db/orm.js';
 import type { EmployeeChangeListener, EmployeeChanges } from '../employees/employee-change-listener.js';
 import type { PermissionService } from './permission.service.js';
-import { type AuditEntry, insertAudits } from './permission-audit.store.js';
-import { MODEL_SPEC, QUOTA_CHECK_SPEC, STAR_CHECK_SPEC } from './permission-kinds.js';
+import { type AuditEntry, insertAudits, patchAuditDetails } from './permission-audit.store.js';
+import { type KindSpec, MODEL_SPEC, QUOTA_CHECK_SPEC, STAR_CHECK_SPEC } from './permission-kinds.js';
 import type { PushTask, RecomputeCause } from './permission-recompute.js';
-import { deleteEffective, deleteUserSettings, lockPermissions } from './permission-store.js';
+import { deleteEffective, deleteUserSettings, lockPermissions, seedNotified } from './permission-store.js';
+import { dropRemovalPushes, type OwedRemovalPush, saveRemovalPushes } from './removal-push-outbox.js';
 
 const SYNC_CAUSE: RecomputeCause = {
   operation: 'employee_sync',
@@ -16,23 +17,27 @@ const SYNC_CAUSE: RecomputeCause = {
 /**
  * Employee sync's hook into permissions (SPEC §7):
  * - before the sync commits: moved employees lose their personal model whitelist (switch settings
- *   stay); removed employees lose their personal settings and effective records, and what the
- *   gateway had been told about them is remembered;
- * - after the commit: added, moved and renamed employees are recomputed and pushed per §6; removed
- *   ones get `[]` models and star-check `false` where the gateway had been told otherwise.
- * The pushes owed for removed employees travel from one call to the other keyed by the `changes`
- * object itself (the sync passes the same object to both); a rolled-back sync simply drops them.
+ *   stay); removed employees lose their personal settings and effective records, and the pushes
+ *   owed for them (`[]` models and star-check `false` where the gateway had been told otherwise) are
+ *   written to the permission_removal_push outbox; employees HR brings back lose any push still
+ *   pending for them (it would clear what their recompute decides), and their new effective records
+ *   start from what the gateway was last told;
+ * - after the commit (of every sync, changed or not): added, moved and renamed employees are
+ *   recomputed and pushed per §6, together with every pending removal push — this sync's and those
+ *   a failed call or a crash left behind, which is how they are retried.
+ * Everything owed travels through the database, so a rolled-back sync drops it and a committed one
+ * keeps it.
  */
 export class PermissionSyncListener implements EmployeeChangeListener {
-  private readonly removalPushes = new WeakMap<EmployeeChanges, PushTask[]>();
-
   constructor(private readonly permissions: PermissionService) {}
 
   async beforeCommit(em: EntityManager, changes: EmployeeChanges): Promise<void> {
-    if (changes.moved.length === 0 && changes.removed.length === 0) return;
+    if (changes.added.length === 0 && changes.moved.length === 0 && changes.removed.length === 0) return;
     await lockPermissions(em);
     const now = this.permissions.clock.now();
     const subjects = this.permissions.subjects;
+
+    await this.dropPushesOfReturning(em, await subjects.keysOfEmployeeNumbers(changes.added), now);
 
     const movedKeys = await subjects.keysOfEmployeeNumbers(changes.moved);
     const cleared = await deleteUserSettings(em, MODEL_SPEC, movedKeys);
@@ -56,7 +61,7 @@ export class PermissionSyncListener implements EmployeeChangeListener {
     await deleteEffective(em, QUOTA_CHECK_SPEC, removedKeys);
 
     const audits: AuditEntry[] = [];
-    const owed: Omit<PushTask, 'auditId'>[] = [];
+    const owed: Omit<OwedRemovalPush<unknown>, 'auditId'>[] = [];
     for (const key of removedKeys) {
       // "Where they had them": the gateway was last told a non-empty list / star check on.
       const toldModels = models.get(key)?.notified ?? null;
@@ -73,39 +78,42 @@ export class PermissionSyncListener implements EmployeeChangeListener {
           lastNotified: { MODEL: toldModels, STAR_CHECK: toldStarCheck },
         },
       });
-      if (toldModels !== null && toldModels.length > 0) owed.push({ spec: MODEL_SPEC, key, fixedValue: [] });
-      if (toldStarCheck === true) owed.push({ spec: STAR_CHECK_SPEC, key, fixedValue: false });
+      if (toldModels !== null && toldModels.length > 0) {
+        owed.push({ spec: MODEL_SPEC as KindSpec<unknown>, key, value: [], lastNotified: toldModels });
+      }
+      if (toldStarCheck === true) {
+        owed.push({ spec: STAR_CHECK_SPEC as KindSpec<unknown>, key, value: false, lastNotified: toldStarCheck });
+      }
     }
     // Each owed push is audited like a recompute to the removed state, and its row gets the outcome.
-    for (const task of owed) {
+    for (const push of owed) {
       audits.push({
-        operation: task.spec.recomputeOperation,
+        operation: push.spec.recomputeOperation,
         targetType: 'user',
-        targetIdentifier: task.key,
+        targetIdentifier: push.key,
         details: {
-          kind: task.spec.kind,
+          kind: push.spec.kind,
           cause: { operation: 'employee_removed', targetType: null, targetIdentifier: null },
           actor: null,
           before: null,
-          after: { value: task.fixedValue, source: 'default', sourceIdentifier: null },
+          after: { value: push.value, source: 'default', sourceIdentifier: null },
           changed: true,
+          lastNotified: push.lastNotified,
           gatewayNotified: null,
         },
       });
     }
     const auditIds = await insertAudits(em, audits, now);
     const firstPushAudit = audits.length - owed.length;
-    this.removalPushes.set(
-      changes,
-      owed.map((task, index) => ({ ...task, auditId: auditIds[firstPushAudit + index]! })),
+    await saveRemovalPushes(
+      em,
+      owed.map((push, index) => ({ ...push, auditId: auditIds[firstPushAudit + index]! })),
+      now,
     );
   }
 
   async afterCommit(em: EntityManager, changes: EmployeeChanges): Promise<void> {
     const changed = [...new Set([...changes.added, ...changes.moved, ...changes.renamed])];
-    const removalPushes = this.removalPushes.get(changes) ?? [];
-    this.removalPushes.delete(changes);
-
     let tasks: PushTask[] = [];
     if (changed.length > 0) {
       tasks = await em.transactional(async (tx) => {
@@ -114,10 +122,28 @@ export class PermissionSyncListener implements EmployeeChangeListener {
         return this.permissions.recompute(tx, subjects, SYNC_CAUSE);
       });
     }
-    const summary = await this.permissions.push([...tasks, ...removalPushes]);
+    const removals = await this.permissions.pendingRemovalPushes(em);
+    if (tasks.length === 0 && removals.length === 0 && changed.length === 0 && changes.removed.length === 0) return;
+    const summary = await this.permissions.push([...tasks, ...removals]);
     this.permissions.logger.info(
-      { recomputed: changed.length, removed: changes.removed.length, ...summary },
+      { recomputed: changed.length, removed: changes.removed.length, removalPushes: removals.length, ...summary },
       'permissions recomputed after employee sync',
     );
+  }
+
+  /**
+   * Employees HR brought back before the push owed for their removal went out: the push would clear
+   * what their recompute decides, so it is dropped — and since the gateway still holds what it was
+   * last told before the removal, their new effective record starts from that, so the recompute
+   * pushes whatever differs from it (SPEC §6).
+   */
+  private async dropPushesOfReturning(em: EntityManager, keys: readonly string[], now: Date): Promise<void> {
+    for (const dropped of await dropRemovalPushes(em, keys)) {
+      await seedNotified(em, dropped.spec as KindSpec<unknown>, dropped.key, dropped.lastNotified, now);
+      await patchAuditDetails(em, dropped.auditId, {
+        gatewayNotified: false,
+        skipped: 'the employee is back in the HR feed; their recompute decides what the gateway is told',
+      });
+    }
   }
 }

@@ -21,9 +21,10 @@ import { type AuditFilter, insertAudits, listAudits, patchAuditDetails } from '.
 import { applyWhitelistAction, normalizeModelNames, parseTarget, type TargetInput } from './permission-input.js';
 import { ALL_SPECS, type KindSpec, MODEL_SPEC, specFor, switchSpecFor } from './permission-kinds.js';
 import { PermissionPusher, type PushSummary } from './permission-pusher.js';
-import { type PushTask, type RecomputeCause, recomputeKind } from './permission-recompute.js';
+import { type PushTask, type RecomputeCause, type RemovalPush, recomputeKind } from './permission-recompute.js';
 import { findSetting, loadSettings, lockPermissions, type StoredSetting, upsertSetting } from './permission-store.js';
 import { PermissionSubjects } from './permission-subjects.js';
+import { listRemovalPushes } from './removal-push-outbox.js';
 
 export interface PermissionServiceDeps {
   orm: MikroORM;
@@ -105,7 +106,14 @@ export class PermissionService {
 
   constructor(private readonly deps: PermissionServiceDeps) {
     this.subjects = new PermissionSubjects(deps.employees, deps.directory);
-    this.pusher = new PermissionPusher(deps.orm, deps.gateway, deps.logger.child({ component: 'permission-push' }));
+    // Removal pushes are owed only by employee sync, which keys employees by employee number.
+    const employeePresent = async (em: EntityManager, key: string) => (await deps.employees.find(em, key)) !== null;
+    this.pusher = new PermissionPusher(
+      deps.orm,
+      deps.gateway,
+      deps.logger.child({ component: 'permission-push' }),
+      employeePresent,
+    );
   }
 
   async setModelWhitelist(
@@ -240,6 +248,14 @@ export class PermissionService {
   /** Sends what recomputes decided; call after their transaction committed. */
   async push(tasks: readonly PushTask[]): Promise<PushSummary> {
     return this.pusher.push(tasks);
+  }
+
+  /**
+   * Every push still owed for employees removed by employee sync (permission_removal_push): those of
+   * the sync that just committed and those a failed call left behind. Hand them to `push`.
+   */
+  async pendingRemovalPushes(em: EntityManager): Promise<RemovalPush[]> {
+    return (await listRemovalPushes(em)).map(({ spec, key }) => ({ spec, key, removal: true }));
   }
 
   get clock(): Clock {

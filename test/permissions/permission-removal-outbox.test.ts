@@ -1,0 +1,252 @@
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { silentLogger } from '../../src/logger.js';
+import { PermissionSyncListener } from '../../src/modules/permissions/permission-sync-listener.js';
+import { type HrTestContext, SMALL_EMPLOYEES, startHrTestApp } from '../employees/hr-support.js';
+import {
+  modelPushes,
+  PERMISSION_TABLES,
+  permissionApi,
+  permissionCalls,
+  starCheckPushes,
+} from './permission-support.js';
+
+/**
+ * SPEC §7 + §6: the pushes owed for employees that employee sync removes (`[]` models, star-check
+ * `false`) live in the permission_removal_push outbox, written in the sync's transaction; a failed
+ * one stays there and is sent again after the next sync, and one for an employee HR brings back is
+ * dropped in favour of their recompute. End to end: HR simulator → sync → gateway simulator.
+ */
+
+let hr: HrTestContext;
+let api: ReturnType<typeof permissionApi>;
+
+/** E002 (Han Meimei) is in Corp/Sales; the rest of SMALL_EMPLOYEES stays in every feed. */
+const WITHOUT_E002 = SMALL_EMPLOYEES.filter((employee) => employee.badge !== 'E002');
+const WITH_E002 = SMALL_EMPLOYEES;
+
+beforeAll(async () => {
+  hr = await startHrTestApp('permission_removal_outbox');
+  api = permissionApi(hr.t);
+});
+
+afterAll(async () => {
+  await hr?.stop();
+});
+
+beforeEach(async () => {
+  await hr
+    .em()
+    .execute(
+      `truncate ${[...PERMISSION_TABLES, 'permission_removal_push', 'employee_department'].join(', ')} restart identity`,
+    );
+  hr.t.simulator.reset();
+  hr.hr.reset();
+  await syncWith(WITH_E002);
+});
+
+afterEach(() => {
+  hr.t.simulator.clearFaults();
+});
+
+async function syncWith(employees: typeof SMALL_EMPLOYEES) {
+  hr.hr.setFixture({ employees });
+  return hr.sync.sync(hr.t.app.services.orm, silentLogger());
+}
+
+/** The next sync the way an operator starts it: triggerScan(EMPLOYEE_SYNC), waited for. */
+async function triggerSync(): Promise<{ status: string; error: string | null }> {
+  const response = await hr.t.gql<{ triggerScan: { id: string } }>(
+    'mutation { triggerScan(type: EMPLOYEE_SYNC) { id } }',
+    {},
+    { token: hr.t.adminToken },
+  );
+  if (!response.data) throw new Error(JSON.stringify(response.errors));
+  const { id } = response.data.triggerScan;
+  await hr.t.app.services.jobs.runner.waitFor(id);
+  const run = await hr.t.gql<{ jobRun: { status: string; error: string | null } }>(
+    'query($id: ID!) { jobRun(id: $id) { status error } }',
+    { id },
+    { token: hr.t.adminToken },
+  );
+  return run.data!.jobRun;
+}
+
+async function outbox() {
+  return hr
+    .em()
+    .execute<{ kind: string; employee_key: string; push_value: unknown; last_notified: unknown }[]>(
+      'select kind, employee_key, push_value, last_notified from permission_removal_push order by kind, employee_key',
+    );
+}
+
+/** The audit rows of the pushes owed for a removal (newest first). */
+async function removalPushAudits(key: string) {
+  const audits = await api.audits({ targetIdentifier: key });
+  return audits.nodes.filter(
+    (node) => (node.details?.cause as { operation?: string } | undefined)?.operation === 'employee_removed',
+  );
+}
+
+/** E002 gets a personal whitelist and star check on, and the gateway is told both. */
+async function giveE002ModelsAndStarCheck() {
+  await api.whitelist({ user: { employeeNumber: 'E002' }, models: ['own-a', 'own-b'] });
+  await api.switchOn({ kind: 'STAR_CHECK', user: { employeeNumber: 'E002' }, enabled: true });
+  expect(hr.t.simulator.getEmployee('E002')).toMatchObject({ models: ['own-a', 'own-b'], starCheck: true });
+  hr.t.simulator.clearCalls();
+}
+
+function failPermissionPushes() {
+  hr.t.simulator.setFault('setModels', { kind: 'status', status: 503 });
+  hr.t.simulator.setFault('setStarCheck', { kind: 'status', status: 503 });
+}
+
+describe('pushes owed for removed employees (permission_removal_push)', () => {
+  it('a removal push that succeeds leaves [] / false on the gateway and nothing in the outbox', async () => {
+    await giveE002ModelsAndStarCheck();
+    const result = await syncWith(WITHOUT_E002);
+    expect(result.changes.removed).toEqual([{ employeeNumber: 'E002' }]);
+
+    expect(modelPushes(hr.t.simulator)).toEqual([['E002', []]]);
+    expect(starCheckPushes(hr.t.simulator)).toEqual([['E002', false]]);
+    expect(hr.t.simulator.getEmployee('E002')).toMatchObject({ models: [], starCheck: false });
+    expect(await outbox()).toEqual([]);
+    const audits = await removalPushAudits('E002');
+    expect(audits).toHaveLength(2);
+    expect(audits.map((node) => node.details?.gatewayNotified)).toEqual([true, true]);
+  });
+
+  it('a failed removal push stays in the outbox and is sent after the next sync (triggerScan), audit updated', async () => {
+    await giveE002ModelsAndStarCheck();
+    failPermissionPushes();
+    await syncWith(WITHOUT_E002);
+
+    // The gateway was down: it still holds what E002 had, and the database remembers what is owed.
+    expect(hr.t.simulator.getEmployee('E002')).toMatchObject({ models: ['own-a', 'own-b'], starCheck: true });
+    expect(await outbox()).toEqual([
+      { kind: 'MODEL', employee_key: 'E002', push_value: [], last_notified: ['own-a', 'own-b'] },
+      { kind: 'STAR_CHECK', employee_key: 'E002', push_value: false, last_notified: true },
+    ]);
+    const failed = await removalPushAudits('E002');
+    expect(failed.map((node) => node.details?.gatewayNotified)).toEqual([false, false]);
+    expect(failed.every((node) => typeof node.details?.gatewayError === 'string')).toBe(true);
+
+    // Still down at the next sync (which changes nothing in the mirror): still owed.
+    await syncWith(WITHOUT_E002);
+    expect(await outbox()).toHaveLength(2);
+    expect(hr.t.simulator.getEmployee('E002')).toMatchObject({ models: ['own-a', 'own-b'], starCheck: true });
+
+    hr.t.simulator.clearFaults();
+    hr.t.simulator.clearCalls();
+    expect(await triggerSync()).toEqual({ status: 'SUCCEEDED', error: null });
+
+    expect(modelPushes(hr.t.simulator)).toEqual([['E002', []]]);
+    expect(starCheckPushes(hr.t.simulator)).toEqual([['E002', false]]);
+    expect(hr.t.simulator.getEmployee('E002')).toMatchObject({ models: [], starCheck: false });
+    expect(await outbox()).toEqual([]);
+    const retried = await removalPushAudits('E002');
+    expect(retried.map((node) => node.details?.gatewayNotified)).toEqual([true, true]);
+    expect(retried.map((node) => node.details?.pushedValue).sort()).toEqual([[], false].sort());
+
+    // Sent once: a further sync has nothing left to send.
+    hr.t.simulator.clearCalls();
+    await syncWith(WITHOUT_E002);
+    expect(permissionCalls(hr.t.simulator)).toEqual([]);
+  });
+
+  it('an employee HR brings back before the retry gets no [] push; their recompute applies', async () => {
+    await api.whitelist({ departmentName: 'Sales', models: ['sales'] });
+    await giveE002ModelsAndStarCheck();
+    hr.t.simulator.setFault('setModels', { kind: 'status', status: 503 });
+    await syncWith(WITHOUT_E002);
+    expect(await outbox()).toHaveLength(1); // star check went out; models did not
+    hr.t.simulator.clearFaults();
+    hr.t.simulator.clearCalls();
+
+    const result = await syncWith(WITH_E002);
+    expect(result.changes.added).toEqual(['E002']);
+
+    // Their personal whitelist went with the removal: Sales' list applies, and nothing else is sent.
+    expect(modelPushes(hr.t.simulator)).toEqual([['E002', ['sales']]]);
+    expect(hr.t.simulator.getEmployee('E002').models).toEqual(['sales']);
+    expect(await outbox()).toEqual([]);
+    const [dropped] = await removalPushAudits('E002').then((audits) =>
+      audits.filter((node) => node.details?.kind === 'MODEL'),
+    );
+    expect(dropped?.details).toMatchObject({
+      gatewayNotified: false,
+      skipped: expect.stringMatching(/back in the HR/),
+    });
+
+    // And no late retry clears it.
+    hr.t.simulator.clearCalls();
+    await syncWith(WITH_E002);
+    expect(permissionCalls(hr.t.simulator)).toEqual([]);
+    expect(hr.t.simulator.getEmployee('E002').models).toEqual(['sales']);
+  });
+
+  it('an employee brought back with nothing applicable is told what differs from what the gateway still holds', async () => {
+    await giveE002ModelsAndStarCheck();
+    failPermissionPushes();
+    await syncWith(WITHOUT_E002);
+    expect(await outbox()).toHaveLength(2);
+    hr.t.simulator.clearFaults();
+    hr.t.simulator.clearCalls();
+
+    await syncWith(WITH_E002);
+
+    // A new employee with nothing applicable is normally not pushed (SPEC §6); but the gateway was
+    // last told ['own-a', 'own-b'] and star check on, so the recompute tells it the new values.
+    expect(modelPushes(hr.t.simulator)).toEqual([['E002', []]]);
+    expect(starCheckPushes(hr.t.simulator)).toEqual([['E002', false]]);
+    expect(hr.t.simulator.getEmployee('E002')).toMatchObject({ models: [], starCheck: false });
+    expect(await outbox()).toEqual([]);
+    const told = await hr
+      .em()
+      .execute<{ notified_models: string }[]>(
+        `select notified_models from effective_permissions where employee_number = 'E002'`,
+      );
+    expect(told).toEqual([{ notified_models: '' }]);
+  });
+
+  it('a removal that owes no push (the gateway was never told anything) writes no outbox row', async () => {
+    // E003 never had anything applicable, so the gateway was never told about them.
+    const result = await syncWith(SMALL_EMPLOYEES.filter((employee) => employee.badge !== 'E003'));
+    expect(result.changes.removed).toEqual([{ employeeNumber: 'E003' }]);
+    expect(permissionCalls(hr.t.simulator)).toEqual([]);
+    expect(await outbox()).toEqual([]);
+    expect((await api.audits({ operation: 'employee_removed' })).nodes).toHaveLength(1);
+  });
+
+  it('what a sync owes survives a crash between its commit and the push: the next sync sends it', async () => {
+    await giveE002ModelsAndStarCheck();
+    // The sync's transaction as the service runs it, but the process "dies" before afterCommit.
+    const listener = new PermissionSyncListener(hr.t.app.services.permissions);
+    await hr.t.app.services.orm.em.fork().transactional(async (em) => {
+      await em.execute(`delete from employee_department where employee_number = 'E002'`);
+      await listener.beforeCommit(em, { added: [], moved: [], renamed: [], removed: [{ employeeNumber: 'E002' }] });
+    });
+    expect(permissionCalls(hr.t.simulator)).toEqual([]);
+    expect(await outbox()).toHaveLength(2);
+
+    // The next sync finds the mirror already without E002 (no changes) and still sends what is owed.
+    const result = await syncWith(WITHOUT_E002);
+    expect(result.changes).toEqual({ added: [], moved: [], renamed: [], removed: [] });
+    expect(modelPushes(hr.t.simulator)).toEqual([['E002', []]]);
+    expect(starCheckPushes(hr.t.simulator)).toEqual([['E002', false]]);
+    expect(await outbox()).toEqual([]);
+  });
+
+  it('a rolled-back sync leaves no outbox row', async () => {
+    await giveE002ModelsAndStarCheck();
+    const listener = new PermissionSyncListener(hr.t.app.services.permissions);
+    await expect(
+      hr.t.app.services.orm.em.fork().transactional(async (em) => {
+        await listener.beforeCommit(em, { added: [], moved: [], renamed: [], removed: [{ employeeNumber: 'E002' }] });
+        throw new Error('HR_SYNC_FAILED: refused');
+      }),
+    ).rejects.toThrow('refused');
+    expect(await outbox()).toEqual([]);
+    await syncWith(WITH_E002);
+    expect(permissionCalls(hr.t.simulator)).toEqual([]);
+  });
+});
