@@ -6,7 +6,7 @@ import type { Logger } from '../../logger.js';
 import { type Cents, centsToAmount, centsToDecimalString } from '../../money.js';
 import type { GatewayClient } from '../gateway/gateway.client.js';
 import { isGatewayError } from '../gateway/gateway.errors.js';
-import { type ExpirySettlement, expiryAuditEntry, planExpirySettlement, settlementRows } from './expiry-settlement.js';
+import { type ExpirySettlement, planExpirySettlement, settlementRows } from './expiry-settlement.js';
 import { auditDetails, type Ledger, readValidBatchesOfUsers, totalMayHaveBeenSet, toWholeSecond } from './ledger.js';
 import {
   describeError,
@@ -90,7 +90,7 @@ interface GatewayWrites {
  * calls in flight), the usage rows are written with one statement, and the users with something due
  * are settled in one transaction that holds their ledger locks: their batches are read with one
  * statement, planned in memory, and written with a handful of set-based statements; then the gateway
- * is told, user by user. Per user it stays all or nothing (see settleChunk). While one chunk is
+ * is told, user by user. Per user it stays all or nothing (see settle). While one chunk is
  * settled, the next one's gateway reads and usage rows are already under way.
  */
 export class QuotaExpiryService {
@@ -237,6 +237,33 @@ export class QuotaExpiryService {
   }
 
   /**
+   * Step 2 for a chunk: settled in one transaction (settle). If that fails before the gateway heard
+   * of anything (a database error), the same settlement is run for each user on their own — a chunk
+   * of one — so one user's problem cannot hold back the others; a user whose own settlement fails so
+   * is left untouched for the next run.
+   */
+  private async settleChunk(due: UserUsed[], now: Date, concurrency: number): Promise<Map<string, SettlementOutcome>> {
+    try {
+      return await this.settle(due, now, concurrency);
+    } catch (cause) {
+      this.logger.warn({ err: cause, users: due.length }, 'settling a chunk of users failed; settling them one by one');
+    }
+    const outcomes = new Map<string, SettlementOutcome>();
+    for (const user of due) {
+      try {
+        for (const [userId, outcome] of await this.settle([user], now, concurrency)) outcomes.set(userId, outcome);
+      } catch (error) {
+        outcomes.set(user.userId, { kind: 'failed', reason: describeError(error) });
+        this.logger.warn(
+          { userId: user.userId, err: error },
+          'monthly expiry failed for a user; left for the next run',
+        );
+      }
+    }
+    return outcomes;
+  }
+
+  /**
    * Step 2 for a chunk of users, in one transaction holding all their ledger locks.
    *
    * The settlements are planned from the locked batches and the `used` read for step 1 (used only
@@ -246,14 +273,14 @@ export class QuotaExpiryService {
    *   the transaction goes back to the savepoint and writes the others again, so that user stays
    *   untouched for the next run (a delta that may have arrived is never repeated; an ambiguous one is
    *   logged for a human, as the next run cannot tell it from no consumption).
-   * - the absolute total (Σ VALID after, as planned from the locked batches) is set. A user whose push fails is still
-   *   committed (its used was reset: rolling back would count that consumption twice) and reported;
-   *   quota sync repairs the total.
-   * If the transaction fails before any gateway call (a database error), each user is settled on its
-   * own instead (settleUser), so one user's problem cannot hold back the others. If it fails after,
-   * nothing in our power undoes the resets: they are logged, and the totals set are restored.
+   * - the absolute total (Σ VALID after, as planned from the locked batches) is set. A user whose push
+   *   fails is still committed (its used was reset: rolling back would count that consumption twice)
+   *   and reported; quota sync repairs the total.
+   * If the transaction fails after a gateway call, nothing in our power undoes the resets: they are
+   * logged, the totals set are restored, and every user of the chunk is failed. If it fails before any
+   * (a database error), it throws, having changed nothing anywhere: see settleChunk.
    */
-  private async settleChunk(due: UserUsed[], now: Date, concurrency: number): Promise<Map<string, SettlementOutcome>> {
+  private async settle(due: UserUsed[], now: Date, concurrency: number): Promise<Map<string, SettlementOutcome>> {
     const outcomes = new Map<string, SettlementOutcome>();
     const sent: GatewayWrites = { calls: 0, resets: new Map(), totals: new Set() };
     try {
@@ -301,7 +328,7 @@ export class QuotaExpiryService {
         },
       );
     } catch (error) {
-      if (sent.calls === 0) return this.settleOneByOne(due, now, error);
+      if (sent.calls === 0) throw error;
       await this.afterFailedCommit(sent, error);
       for (const { userId } of due) outcomes.set(userId, { kind: 'failed', reason: describeError(error) });
     }
@@ -433,71 +460,6 @@ export class QuotaExpiryService {
       } catch (error) {
         this.logger.error({ userId, err: error, cause }, 'restoring the gateway total failed: run SYNC_QUOTAS');
       }
-    }
-  }
-
-  /** The fallback of a chunk whose transaction failed before the gateway heard of it. */
-  private async settleOneByOne(due: UserUsed[], now: Date, cause: unknown): Promise<Map<string, SettlementOutcome>> {
-    this.logger.warn({ err: cause, users: due.length }, 'settling a chunk of users failed; settling them one by one');
-    const outcomes = new Map<string, SettlementOutcome>();
-    for (const { userId } of due) {
-      try {
-        outcomes.set(userId, await this.settleUser(userId, now));
-      } catch (error) {
-        outcomes.set(userId, { kind: 'failed', reason: describeError(error) });
-        this.logger.warn({ userId, err: error }, 'monthly expiry failed for a user; left for the next run');
-      }
-    }
-    return outcomes;
-  }
-
-  /**
-   * Step 2 for one user, inside the user's ledger lock (the fallback path). The settlement is written
-   * first but not committed; then used is reset (a failure throws: rolled back, user untouched); once
-   * the reset is done the settlement must commit, and the absolute total is pushed last.
-   */
-  private async settleUser(userId: string, now: Date): Promise<SettlementOutcome> {
-    let usedWasReset: Cents | null = null;
-    try {
-      return await this.ledger.withUserLedger(
-        this.orm.em.fork(),
-        userId,
-        async (ledger): Promise<SettlementOutcome> => {
-          const batches = await ledger.validBatches();
-          const used = await this.gateway.getUsed(userId);
-          const plan = planExpirySettlement(batches, used, now);
-          if (!plan) return { kind: 'nothing' };
-
-          for (const { batch } of plan.expired) await ledger.expire(batch.id);
-          for (const { batch, consumed } of plan.settled) await ledger.debit(batch.id, consumed);
-          await ledger.audit(expiryAuditEntry(plan, ACTOR));
-
-          if (plan.usedReset > 0) {
-            try {
-              await this.gateway.addUsed(userId, -plan.usedReset);
-            } catch (error) {
-              this.warnIfResetMayHaveArrived(userId, plan.usedReset, error);
-              throw error;
-            }
-            usedWasReset = plan.usedReset;
-          }
-
-          try {
-            await ledger.pushTotal();
-            return { kind: 'settled', totalPushError: null };
-          } catch (error) {
-            return { kind: 'settled', totalPushError: this.totalNotSet(userId, error) };
-          }
-        },
-      );
-    } catch (error) {
-      if (usedWasReset !== null) {
-        this.logger.error(
-          { userId, used: centsToAmount(usedWasReset), err: error },
-          'gateway used was reset but the expiry settlement did not commit: this user needs manual repair',
-        );
-      }
-      throw error;
     }
   }
 }
