@@ -1,6 +1,7 @@
 import type { RunningApp } from '../src/app.js';
 import { SettableClock } from '../src/clock.js';
 import { planExpirySettlement } from '../src/modules/quota/expiry-settlement.js';
+import { QuotaExpiryService } from '../src/modules/quota/quota-expiry.service.js';
 import { decimalToCents } from '../src/money.js';
 import {
   BENCH_ZONE,
@@ -232,7 +233,15 @@ export async function run(options: ExpiryBenchOptions = {}): Promise<BenchResult
       gateway: process.env.BENCH_GATEWAY === 'in-process' ? 'in-process' : 'process',
     });
     const { app, pool, gateway } = environment;
-    const clock = new SettableClock(BENCH_ZONE, RUN_TIME);
+    // The job as the app builds it, on a clock that stands at the monthly fire.
+    const { orm, ledger, gateway: gatewayClient, logger } = app.services;
+    const quotaExpiry = new QuotaExpiryService(
+      orm,
+      ledger,
+      gatewayClient,
+      new SettableClock(BENCH_ZONE, RUN_TIME),
+      logger,
+    );
     // The service's defaults unless set, to try other sizes.
     const tuning = {
       ...(process.env.BENCH_CHUNK ? { chunkSize: envInt('BENCH_CHUNK', 500) } : {}),
@@ -280,7 +289,7 @@ export async function run(options: ExpiryBenchOptions = {}): Promise<BenchResult
       () => processed,
     );
     started = performance.now();
-    const result = await app.services.quotaExpiry.runMonthlyExpiry({ clock, progress, ...tuning });
+    const result = await quotaExpiry.runMonthlyExpiry({ progress, ...tuning });
     const seconds = (performance.now() - started) / 1000;
     const trace = memory.stop();
     const writes = await countWrites(pool);
@@ -310,7 +319,7 @@ export async function run(options: ExpiryBenchOptions = {}): Promise<BenchResult
     // A second run finds nothing to do.
     await gateway.clearCalls();
     started = performance.now();
-    const again = await app.services.quotaExpiry.runMonthlyExpiry({ clock });
+    const again = await quotaExpiry.runMonthlyExpiry();
     const againSeconds = (performance.now() - started) / 1000;
     const gatewayWrites = (await gateway.calls({ method: 'POST' })).length;
     await gateway.clearCalls();

@@ -18,8 +18,6 @@ import {
 } from './ledger-user-scan.js';
 
 export interface ExpiryRunOptions {
-  /** Defaults to the server's clock; the run's "now" is read once at the start. */
-  clock?: Clock;
   progress?: LedgerJobProgress;
   /** Aborted = stop before the next chunk of users (shutdown). */
   signal?: AbortSignal;
@@ -103,9 +101,9 @@ export class QuotaExpiryService {
   ) {}
 
   async runMonthlyExpiry(options: ExpiryRunOptions = {}): Promise<ExpiryRunResult> {
-    const clock = options.clock ?? this.clock;
-    const now = clock.now();
-    const yearMonth = previousYearMonth(now, clock.timeZone);
+    // The run's "now", read once: every user of the run is settled and recorded as of this instant.
+    const now = this.clock.now();
+    const yearMonth = previousYearMonth(now, this.clock.timeZone);
     const concurrency = options.gatewayConcurrency ?? DEFAULT_GATEWAY_CONCURRENCY;
     const tally = new LedgerJobTally(options.progress);
     let usageRecorded = 0;
