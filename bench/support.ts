@@ -23,6 +23,7 @@ import {
   type RecordedCall,
 } from '../src/modules/gateway/simulator/gateway-simulator.js';
 import { type Cents, centsToDecimalString, decimalToCents } from '../src/money.js';
+import { ledgerViolations as checkLedgerInvariants, type InvariantOptions } from '../test/support/ledger-invariants.js';
 
 /**
  * What every benchmark shares: the result type the runner (run-all.ts) collects, options, an embedded
@@ -808,63 +809,23 @@ export const toMb = (bytes: number): number => round(bytes / 1024 / 1024, 1);
 // ---------------------------------------------------------------------------------------------------
 // Ledger invariants (SPEC §11)
 
-export interface InvariantOptions {
-  /** Users the gateway never hears of (raw-SQL baselines): checked against the database only. */
-  offGateway?: (userId: string) => boolean;
-  /** Also require every issued voucher to have been redeemed (benches that redeem all they issue). */
-  everyVoucherRedeemed?: boolean;
-}
-
 /**
- * SPEC §11 for every user the ledger knows: Σ audits = Σ VALID, gateway total = Σ VALID, no negative
- * batch, no voucher redeemed twice, no single strategy granting a user twice (raw baselines' executions,
- * fire key `raw`, left out). The gateway totals come from one snapshot of the simulator, wherever it
- * runs (a simulator in this process is taken as is). Returns the violations found (empty = all hold).
+ * SPEC §11 for every user the ledger knows (the checks of test/support/ledger-invariants.ts, the one
+ * implementation): the gateway totals come from one snapshot of the simulator, wherever it runs (a
+ * simulator in this process is taken as is). Returns the violations found (empty = all hold).
  */
 export async function ledgerViolations(
   pool: PgPool,
   gateway: BenchGateway | GatewaySimulator,
   options: InvariantOptions = {},
 ): Promise<string[]> {
-  const offGateway = options.offGateway ?? (() => false);
-  const violations: string[] = [];
   const gatewayUsers = await (gateway instanceof GatewaySimulator ? inProcessGateway(gateway) : gateway).users();
-  const users = await pool.query<{ user_id: string; valid: string; audited: string }>(
-    `select u.user_id,
-            coalesce((select sum(amount) from quota q where q.user_id = u.user_id and q.status = 'VALID'), 0)::text as valid,
-            coalesce((select sum(amount) from quota_audit a where a.user_id = u.user_id), 0)::text as audited
-       from (select user_id from quota union select user_id from quota_audit) u`,
+  return checkLedgerInvariants(
+    async <Row>(sql: string) => (await pool.query(sql)).rows as Row[],
+    // The gateway reads a user it never heard of as 0.
+    (userId) => gatewayUsers.get(userId)?.total ?? 0,
+    options,
   );
-  for (const user of users.rows) {
-    const valid = decimalToCents(user.valid);
-    if (decimalToCents(user.audited) !== valid) violations.push(`${user.user_id}: Σ audits ≠ Σ VALID`);
-    // The simulator reads a user it never heard of as 0.
-    if (!offGateway(user.user_id) && (gatewayUsers.get(user.user_id)?.total ?? 0) !== valid) {
-      violations.push(`${user.user_id}: gateway total ≠ Σ VALID`);
-    }
-  }
-  const negative = await pool.query<{ id: string }>('select id::text from quota where amount < 0');
-  for (const row of negative.rows) violations.push(`negative batch ${row.id}`);
-  const twice = await pool.query(
-    'select voucher_code from voucher_redemption group by voucher_code having count(*) > 1',
-  );
-  if (twice.rows.length > 0) violations.push(`${twice.rows.length} vouchers redeemed twice`);
-  const grantedTwice = await pool.query<{ n: string }>(
-    `select count(*)::text as n from (select 1 from quota_execute e join quota_strategy s on s.id = e.strategy_id
-       where s.type = 'single' and e.status = 'completed' and e.fire_key <> 'raw'
-       group by e.strategy_id, e.user_id having count(*) > 1) twice`,
-  );
-  if (Number(grantedTwice.rows[0]!.n) > 0)
-    violations.push(`${grantedTwice.rows[0]!.n} users granted twice by a single strategy`);
-  if (options.everyVoucherRedeemed) {
-    const unredeemed = await pool.query<{ n: string }>(
-      `select count(*)::text as n from quota_audit a where a.operation = 'TRANSFER_OUT'
-          and not exists (select 1 from voucher_redemption r where md5(r.voucher_code) = md5(a.voucher_code))`,
-    );
-    const lost = Number(unredeemed.rows[0]!.n);
-    if (lost > 0) violations.push(`${lost} issued vouchers never redeemed`);
-  }
-  return violations;
 }
 
 /** Prints the violations (at most 20) and marks the process failed when there are any. */
