@@ -4,16 +4,17 @@ import { isDomainError } from '../../errors.js';
 import { EmployeeDirectory } from '../employees/employee-directory.js';
 import { UserDirectory } from '../users/user-directory.js';
 import type { StoredTargetType } from './permission.enums.js';
-import { insertAudits, patchAuditDetails } from './permission-audit.store.js';
+import { patchAuditDetails } from './permission-audit.store.js';
 import { type KindSpec, MODEL_SPEC, QUOTA_CHECK_SPEC, STAR_CHECK_SPEC } from './permission-kinds.js';
-import { recomputeKind } from './permission-recompute.js';
-import { findSetting, lockPermissions, upsertSetting } from './permission-store.js';
+import { lockPermissions } from './permission-store.js';
 import { PermissionSubjects } from './permission-subjects.js';
+import { applySettingChange } from './setting-change.js';
 
 /**
  * `npm run seed`: whitelists and switches for the demo organisation (demo-organisation.ts), so
  * effectivePermission has something to show at every level. Runs after the organisation step.
- * Idempotent: a setting that already has its demo value is left alone (no audit, no recompute).
+ * Idempotent: a setting that already has its demo value is left alone (no audit, no recompute); each
+ * change goes through applySettingChange, the same path as the API's.
  * There is no gateway during a seed: effective records are written but the gateway is never told,
  * which the push rules treat as "owed" — the server pushes them on the next recompute.
  */
@@ -66,27 +67,16 @@ export async function seedDemoPermissions(orm: MikroORM, config: AppConfig): Pro
         }
         targetType = 'user';
       }
-      const current = await findSetting(em, spec, targetType, identifier);
-      if (current && spec.equals(current.value, item.value)) continue;
-
-      const now = new Date();
-      await upsertSetting(em, spec, targetType, identifier, item.value, now);
-      await insertAudits(
-        em,
-        [
-          {
-            operation: spec.setOperation,
-            targetType,
-            targetIdentifier: identifier,
-            details: { kind: spec.kind, actor: SEED_ACTOR, before: current?.value ?? null, after: item.value },
-          },
-        ],
-        now,
-      );
-      const affected =
-        targetType === 'user' ? [await subjects.forKey(em, identifier)] : await subjects.forDepartment(em, identifier);
-      const cause = { operation: spec.setOperation, targetType, targetIdentifier: identifier, actor: SEED_ACTOR };
-      for (const owed of await recomputeKind(em, spec, affected, cause, now)) {
+      const applied = await applySettingChange(em, subjects, {
+        spec,
+        targetType,
+        targetIdentifier: identifier,
+        nextValue: () => item.value,
+        actor: SEED_ACTOR,
+        now: new Date(),
+      });
+      if (applied.auditId === null) continue;
+      for (const owed of applied.tasks) {
         await patchAuditDetails(em, owed.auditId, {
           gatewayNotified: false,
           skipped: 'seeded without a gateway; the next recompute pushes it',

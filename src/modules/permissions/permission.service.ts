@@ -17,14 +17,15 @@ import {
   targetTypeOf,
   WhitelistAction,
 } from './permission.enums.js';
-import { type AuditFilter, insertAudits, listAudits, patchAuditDetails } from './permission-audit.store.js';
+import { type AuditFilter, listAudits, patchAuditDetails } from './permission-audit.store.js';
 import { applyWhitelistAction, normalizeModelNames, parseTarget, type TargetInput } from './permission-input.js';
 import { ALL_SPECS, type KindSpec, MODEL_SPEC, specFor, switchSpecFor } from './permission-kinds.js';
 import { PermissionPusher, type PushSummary } from './permission-pusher.js';
 import { type PushTask, type RecomputeCause, type RemovalPush, recomputeKind } from './permission-recompute.js';
-import { findSetting, loadSettings, lockPermissions, type StoredSetting, upsertSetting } from './permission-store.js';
+import { findSetting, loadSettings, lockPermissions, type StoredSetting } from './permission-store.js';
 import { PermissionSubjects } from './permission-subjects.js';
 import { listRemovalPushes } from './removal-push-outbox.js';
+import { applySettingChange } from './setting-change.js';
 
 export interface PermissionServiceDeps {
   orm: MikroORM;
@@ -283,41 +284,16 @@ export class PermissionService {
       const resolved = await this.resolveTarget(tx, target);
       await lockPermissions(tx);
       const [targetType, targetIdentifier] = storedTarget(resolved);
-      const current = await findSetting(tx, spec, targetType, targetIdentifier);
-      const next = nextValue(current);
-      // No row yet counts as "not configured": an empty whitelist is the value it already has.
-      const unchanged = current ? spec.equals(current.value, next) : !spec.applies(next);
-      if (unchanged) return { resolved, setting: current, auditId: null, tasks: [] as PushTask[] };
-
-      const now = this.deps.clock.now();
-      const setting = await upsertSetting(tx, spec, targetType, targetIdentifier, next, now);
-      const subjects =
-        resolved.type === 'user'
-          ? [await this.subjects.forKey(tx, resolved.key)]
-          : await this.subjects.forDepartment(tx, resolved.name);
-      const [auditId] = await insertAudits(
-        tx,
-        [
-          {
-            operation: spec.setOperation,
-            targetType,
-            targetIdentifier,
-            details: {
-              kind: spec.kind,
-              ...auditDetails,
-              actor: actor.userId,
-              before: current?.value ?? null,
-              after: next,
-              employeesRecomputed: subjects.length,
-              gatewayNotified: null,
-            },
-          },
-        ],
-        now,
-      );
-      const cause: RecomputeCause = { operation: spec.setOperation, targetType, targetIdentifier, actor: actor.userId };
-      const tasks = await recomputeKind(tx, spec, subjects, cause, now);
-      return { resolved, setting, auditId: auditId!, tasks };
+      const applied = await applySettingChange(tx, this.subjects, {
+        spec,
+        targetType,
+        targetIdentifier,
+        nextValue,
+        actor: actor.userId,
+        auditDetails,
+        now: this.deps.clock.now(),
+      });
+      return { resolved, ...applied };
     });
 
     if (outcome.auditId !== null) {
