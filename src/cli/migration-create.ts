@@ -3,14 +3,16 @@ import { chmod, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { startEmbeddedPostgres } from '../db/embedded-postgres.js';
+import { splitDiff } from '../db/migration-generator.js';
 import { migrate, openMainOrm } from '../db/orm.js';
 import { createLogger } from '../logger.js';
 
 /**
  * `npm run migration:create [-- --name what_it_does]`: applies every existing migration to a
  * throwaway database (an embedded cluster, or DATABASE_URL when set), diffs the entities against it
- * and writes the new migration to migrations/, then regenerates migrations/index.ts.
- * Review the generated SQL before committing it.
+ * and writes the new migration to migrations/, then regenerates migrations/index.ts. Only statements
+ * that add to the schema are written (src/db/migration-generator.ts says why); the rest are printed and
+ * left in the file as comments. Review the generated SQL and document it before committing it.
  */
 const logger = createLogger('warn');
 const nameIndex = process.argv.indexOf('--name');
@@ -45,12 +47,19 @@ async function main(): Promise<void> {
     try {
       await migrate(orm);
       const result = await orm.migrator.createMigration('migrations', false, false, name);
+      const { written, held } = splitDiff(result.diff);
+      if (held.length > 0) {
+        process.stdout.write(
+          `held back (not written; the migrations build what no entity describes, so the ORM proposes removing it):\n` +
+            `${held.map((statement) => `  ${statement}`).join('\n')}\n`,
+        );
+      }
       if (!result.fileName) {
-        process.stdout.write('no schema changes: no migration created\n');
+        process.stdout.write('no additive schema changes: no migration created\n');
         return;
       }
       await regenerateIndex();
-      process.stdout.write(`created migrations/${result.fileName}\n${result.diff.up.join('\n')}\n`);
+      process.stdout.write(`created migrations/${result.fileName}\n${written.join('\n')}\n`);
     } finally {
       await orm.close(true);
     }

@@ -3,6 +3,7 @@ import { type EntityManager, MikroORM, type Options } from '@mikro-orm/postgresq
 import { migrationsList } from '../../migrations/index.js';
 import type { Logger } from '../logger.js';
 import { directoryEntities, mainEntities } from './entities.js';
+import { ReviewedMigrationGenerator } from './migration-generator.js';
 
 export type { EntityManager };
 
@@ -29,6 +30,8 @@ export function mainOrmOptions(clientUrl: string, logger?: Logger): Options {
       allOrNothing: true,
       snapshot: false,
       silent: true,
+      // Writes only additive statements; see the file for why.
+      generator: ReviewedMigrationGenerator,
     },
   };
 }
