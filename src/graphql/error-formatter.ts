@@ -27,6 +27,22 @@ const REQUEST_ERROR_CODES = new Set<string>([
 const KNOWN_CODES = new Set<string>(Object.values(ErrorCode));
 
 /**
+ * graphql-js parses recursively: a document within the token limit but nested ~2,000 levels deep
+ * overflows the stack, and the parse error's message would be "Maximum call stack size exceeded".
+ */
+const TOO_DEEP_TO_PARSE = 'The query is nested too deeply to parse; send a flatter document.';
+
+function ranOutOfStack(error: unknown): boolean {
+  // Apollo wraps the parser's RangeError in a GraphQLError, which it wraps again.
+  let cause: unknown = error;
+  for (let level = 0; level < 4 && typeof cause === 'object' && cause !== null; level++) {
+    if (cause instanceof RangeError) return true;
+    cause = (cause as { originalError?: unknown }).originalError;
+  }
+  return false;
+}
+
+/**
  * Apollo's formatError sees the error but not the request, so the request's logger (which carries
  * requestId and userId) is remembered per error by the plugin below, which Apollo runs first.
  */
@@ -56,7 +72,7 @@ export function createErrorFormatter(logger: Logger) {
     const code = formatted.extensions?.code;
     if (typeof code === 'string' && REQUEST_ERROR_CODES.has(code)) {
       return {
-        message: formatted.message,
+        message: ranOutOfStack(error) ? TOO_DEEP_TO_PARSE : formatted.message,
         ...location,
         extensions: { code: ErrorCode.BAD_USER_INPUT, graphqlCode: code },
       };

@@ -124,6 +124,15 @@ describe('query shape limits', () => {
     expect(response.errors).toHaveLength(1);
   });
 
+  it('refuses a document nested too deeply for the parser with a message that says so', async () => {
+    // Within the token limit, but graphql-js parses recursively and runs out of stack near 2,000 levels;
+    // the client is told what is wrong, not "Maximum call stack size exceeded".
+    const depth = 2_400;
+    const response = await defaults.gql(`{ ${'a { '.repeat(depth)}b${' }'.repeat(depth)} }`);
+    expectRefusedRequest(response, /^The query is nested too deeply to parse/);
+    expect(response.errors?.[0]?.extensions?.graphqlCode).toBe('GRAPHQL_PARSE_FAILED');
+  });
+
   it('answers introspection by default, and not with GRAPHQL_INTROSPECTION=false', async () => {
     const on = await defaults.gql<{ __schema: { queryType: { name: string } } }>(
       '{ __schema { queryType { name } types { name fields { name type { name ofType { name ofType { name } } } } } } }',
