@@ -5,8 +5,7 @@ import { isDomainError } from '../../errors.js';
 import type { Logger } from '../../logger.js';
 import { type Cents, centsToDecimalString, decimalToCents, MAX_CENTS } from '../../money.js';
 import type { GatewayClient } from '../gateway/gateway.client.js';
-import { isGatewayError } from '../gateway/gateway.errors.js';
-import { auditDetails, type Ledger, toWholeSecond } from '../quota/ledger.js';
+import { auditDetails, type Ledger, totalMayHaveBeenSet, toWholeSecond } from '../quota/ledger.js';
 import { forEachConcurrently } from '../quota/ledger-user-scan.js';
 import { requireDate, requireUserId } from '../quota/quota-input.js';
 import type { QuotaStrategy } from './strategy.entity.js';
@@ -238,8 +237,7 @@ export class StrategyChunkGrant {
         await this.gateway.setTotal(userId, total);
         state.ahead.add(userId);
       } catch (error) {
-        // As the ledger's pushTotal: no answer, or a 5xx from a gateway that may have written first.
-        if (isGatewayError(error) && (error.ambiguous || (error.status ?? 0) >= 500)) state.ahead.add(userId);
+        if (totalMayHaveBeenSet(error)) state.ahead.add(userId);
         state.refused.set(userId, error);
       }
     });
