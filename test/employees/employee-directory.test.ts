@@ -149,6 +149,14 @@ describe('departments', () => {
     expect(await numbers('Nope')).toEqual([]);
   });
 
+  it('pathToDepartment is the path from the root down to the department, whole elements only', async () => {
+    expect(await syncOn.pathToDepartment(em, 'R&D')).toEqual(['Corp', 'R&D']);
+    expect(await syncOn.pathToDepartment(em, 'Platform')).toEqual(['Corp', 'R&D', 'Platform']);
+    expect(await syncOn.pathToDepartment(em, 'Corp')).toEqual(['Corp']);
+    expect(await syncOn.pathToDepartment(em, 'Plat')).toBeNull();
+    expect(await syncOn.pathToDepartment(em, '')).toBeNull();
+  });
+
   it('are looked up through the GIN index on the path array', async () => {
     const plan = await em.transactional(async (tx) => {
       await tx.execute('set local enable_seqscan = off');

@@ -101,6 +101,21 @@ export class EmployeeDirectory {
     return rows[0]?.found === true;
   }
 
+  /**
+   * The department's path from the root down to it (as found in one member's path), or null when no
+   * employee's path contains it. One row, however many employees the department has.
+   */
+  async pathToDepartment(em: EntityManager, name: string): Promise<string[] | null> {
+    if (name === '') return null;
+    const rows = await em.execute<EmployeeRow[]>(
+      `select ${SELECT_COLUMNS} from employee_department where ${PATH_ARRAY} @> array[?::text] limit 1`,
+      [name],
+    );
+    if (rows.length === 0) return null;
+    const path = toRecord(rows[0]!).departmentPath;
+    return path.slice(0, path.indexOf(name) + 1);
+  }
+
   /** Every employee whose path contains the department (its own members and those of its sub-departments). */
   async employeesUnder(em: EntityManager, departmentName: string): Promise<EmployeeRecord[]> {
     if (departmentName === '') return [];

@@ -322,10 +322,9 @@ export class PermissionService {
 
   /** The department's own path (root first, ending with it), as some employee under it has it. */
   private async departmentPathTo(em: EntityManager, name: string): Promise<string[]> {
-    const [member] = await this.deps.employees.employeesUnder(em, name);
-    if (!member) throw departmentNotFound(name);
-    const path = member.departmentPath;
-    return path.slice(0, path.indexOf(name) + 1);
+    const path = await this.deps.employees.pathToDepartment(em, name);
+    if (!path) throw departmentNotFound(name);
+    return path;
   }
 }
 
