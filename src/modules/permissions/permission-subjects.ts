@@ -1,6 +1,5 @@
 import type { EntityManager } from '../../db/orm.js';
 import type { EmployeeDirectory, EmployeeRecord } from '../employees/employee-directory.js';
-import { AuthUser } from '../users/auth-user.entity.js';
 import type { UserDirectory } from '../users/user-directory.js';
 import type { Subject } from './effective-rules.js';
 
@@ -42,7 +41,7 @@ export class PermissionSubjects {
   /** The employee keys HR employee numbers map to (sync off: the users carrying those numbers). */
   async keysOfEmployeeNumbers(employeeNumbers: readonly string[]): Promise<string[]> {
     if (this.employees.syncEnabled) return [...new Set(employeeNumbers)];
-    const byNumber = await this.usersByEmployeeNumber(employeeNumbers);
+    const byNumber = await this.users.userIdsByEmployeeNumber(employeeNumbers);
     return [...new Set([...byNumber.values()].flat())];
   }
 
@@ -50,26 +49,12 @@ export class PermissionSubjects {
     if (this.employees.syncEnabled) {
       return records.map((record) => ({ key: record.employeeNumber, departmentPath: record.departmentPath }));
     }
-    const byNumber = await this.usersByEmployeeNumber(records.map((record) => record.employeeNumber));
+    const byNumber = await this.users.userIdsByEmployeeNumber(records.map((record) => record.employeeNumber));
     return records.flatMap((record) =>
       (byNumber.get(record.employeeNumber) ?? []).map((userId) => ({
         key: userId,
         departmentPath: record.departmentPath,
       })),
     );
-  }
-
-  private async usersByEmployeeNumber(employeeNumbers: readonly string[]): Promise<Map<string, string[]>> {
-    const byNumber = new Map<string, string[]>();
-    if (employeeNumbers.length === 0) return byNumber;
-    // The directory may live in its own database: ask it, never join it.
-    const users = await this.users
-      .em()
-      .find(AuthUser, { employeeNumber: { $in: [...new Set(employeeNumbers)] } }, { fields: ['id', 'employeeNumber'] });
-    for (const user of users) {
-      const number = user.employeeNumber as string;
-      byNumber.set(number, [...(byNumber.get(number) ?? []), user.id]);
-    }
-    return byNumber;
   }
 }

@@ -48,6 +48,23 @@ export class UserDirectory {
     return this.em().findOne(AuthUser, { employeeNumber }, { orderBy: { id: 'asc' } });
   }
 
+  /** The ids of the users carrying each of these employee numbers (numbers nobody carries are missing). */
+  async userIdsByEmployeeNumber(employeeNumbers: readonly string[]): Promise<Map<string, string[]>> {
+    const byNumber = new Map<string, string[]>();
+    const numbers = [...new Set(employeeNumbers)];
+    if (numbers.length === 0) return byNumber;
+    const users = await this.em().find(
+      AuthUser,
+      { employeeNumber: { $in: numbers } },
+      { fields: ['id', 'employeeNumber'], orderBy: { id: 'asc' } },
+    );
+    for (const user of users) {
+      const number = user.employeeNumber as string;
+      byNumber.set(number, [...(byNumber.get(number) ?? []), user.id]);
+    }
+    return byNumber;
+  }
+
   async exists(userId: string): Promise<boolean> {
     return (await this.em().count(AuthUser, { id: userId })) > 0;
   }
