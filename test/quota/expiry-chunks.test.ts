@@ -187,6 +187,50 @@ describe('monthly expiry: a chunk of users in one transaction', () => {
   });
 });
 
+describe('monthly expiry: a user with nothing to reset whose total fails (SPEC §5: left untouched)', () => {
+  it('a refused total takes out only that user, untouched; the next run settles them', async () => {
+    for (const userId of ['z-1', 'z-2', 'z-3']) await setUpUser(userId, [40], [60], 0);
+    const snapshots = new Map<string, unknown>();
+    for (const userId of ['z-1', 'z-2', 'z-3']) snapshots.set(userId, await ledgerSnapshot(app, userId));
+    app.simulator.clearCalls();
+    clock.set(RUN_TIME);
+    app.simulator.setFault('setTotal', { kind: 'status', status: 400, times: 1 });
+
+    const result = await runExpiry();
+    const [refused] = app.simulator.calls({ route: 'setTotal', outcome: 'fault' }).map((call) => call.params.user_id);
+    expect(result.failures).toEqual([{ userId: refused, reason: expect.stringMatching(/setTotal failed/) }]);
+    expect(result.settledUsers).toBe(2);
+    for (const userId of ['z-1', 'z-2', 'z-3']) {
+      if (userId === refused) {
+        expect(await ledgerSnapshot(app, userId)).toEqual(snapshots.get(userId));
+        expect(app.simulator.getUser(userId)).toEqual({ total: 10_000, used: 0 });
+      } else {
+        expect((await auditsOf(app, userId)).at(-1), userId).toMatchObject({ operation: 'EXPIRE', amount: -40 });
+        expect(app.simulator.getUser(userId), userId).toEqual({ total: 6_000, used: 0 });
+      }
+    }
+    expect(await runExpiry()).toMatchObject({ failed: 0, settledUsers: 1 });
+    expect(app.simulator.getUser(refused!)).toEqual({ total: 6_000, used: 0 });
+  });
+
+  it('a total answered 5xx (it may have been applied) is set back, and the user stays untouched', async () => {
+    await setUpUser('z-503', [40], [60], 0);
+    const before = await ledgerSnapshot(app, 'z-503');
+    app.simulator.clearCalls();
+    clock.set(RUN_TIME);
+    const attempts = app.app.services.config.gateway.retries + 1;
+    app.simulator.setFault('setTotal', { kind: 'applied-then-status', status: 503, times: attempts });
+
+    const result = await runExpiry();
+    expect(result.failures).toEqual([{ userId: 'z-503', reason: expect.stringMatching(/setTotal failed/) }]);
+    expect(postsFor('z-503')).toEqual([...Array<string>(attempts).fill('setTotal 60'), 'setTotal 100']);
+    expect(app.simulator.getUser('z-503')).toEqual({ total: 10_000, used: 0 });
+    expect(await ledgerSnapshot(app, 'z-503')).toEqual(before);
+    expect(await runExpiry()).toMatchObject({ failed: 0, settledUsers: 1 });
+    expect(app.simulator.getUser('z-503')).toEqual({ total: 6_000, used: 0 });
+  });
+});
+
 describe('monthly expiry: a database failure in a chunk', () => {
   it('settles the users one by one when the chunk fails before the gateway heard of it; only the bad user fails', async () => {
     for (const userId of ['d-1', 'd-poisoned', 'd-2']) await setUpUser(userId, [40], [60], 50);
@@ -222,8 +266,9 @@ describe('monthly expiry: a database failure in a chunk', () => {
   });
 
   it('a commit that fails after a total was answered 5xx sets that total back (a 5xx may have been applied)', async () => {
-    // Nothing consumed: no reset, so the total is the only thing the gateway hears of.
-    await setUpUser('k-503', [40], [60], 0);
+    // Something consumed, so the user is committed whatever their total does (their used was reset); a
+    // user with nothing to reset is taken out at once instead (the tests above).
+    await setUpUser('k-503', [40], [60], 30);
     const before = await ledgerSnapshot(app, 'k-503');
     // A deferred constraint trigger: the audit is refused at COMMIT, after the gateway was told.
     await em(app).execute(`
@@ -247,9 +292,13 @@ describe('monthly expiry: a database failure in a chunk', () => {
       expect(result.failures).toEqual([
         { userId: 'k-503', reason: expect.stringMatching(/commit refused by the test/) },
       ]);
-      expect(postsFor('k-503')).toEqual([...Array<string>(attempts).fill('setTotal 60'), 'setTotal 100']);
-      expect(app.simulator.getUser('k-503')).toEqual({ total: 10_000, used: 0 });
-      expect(await ledgerSnapshot(app, 'k-503')).toEqual(before);
+      expect(postsFor('k-503')).toEqual([
+        'addUsed -30',
+        ...Array<string>(attempts).fill('setTotal 60'),
+        'setTotal 100',
+      ]);
+      // The reset cannot be taken back (logged for a human); the total is the committed Σ again.
+      expect(await ledgerSnapshot(app, 'k-503')).toEqual({ ...before, gateway: { total: 10_000, used: 0 } });
     } finally {
       await em(app).execute('drop trigger if exists test_refuse_commit on quota_audit');
       await em(app).execute('drop function if exists test_refuse_commit()');

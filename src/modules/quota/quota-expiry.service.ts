@@ -271,9 +271,10 @@ export class QuotaExpiryService {
    *   the transaction goes back to the savepoint and writes the others again, so that user stays
    *   untouched for the next run (a delta that may have arrived is never repeated; an ambiguous one is
    *   logged for a human, as the next run cannot tell it from no consumption).
-   * - the absolute total (Σ VALID after, as planned from the locked batches) is set. A user whose push
-   *   fails is still committed (its used was reset: rolling back would count that consumption twice)
-   *   and reported; quota sync repairs the total.
+   * - the absolute total (Σ VALID after, as planned from the locked batches) is set. A user with
+   *   nothing to reset whose total fails is taken out as above (set back if it may have arrived); a
+   *   user whose used was reset is committed all the same (rolling back would count that consumption
+   *   twice) and reported; quota sync repairs the total.
    * If the transaction fails after a gateway call, nothing in our power undoes the resets: they are
    * logged, the totals set are restored, and every user of the chunk is failed. If it fails before any
    * (a database error), it throws, having changed nothing anywhere: see settleChunk.
@@ -316,7 +317,21 @@ export class QuotaExpiryService {
           // (every change of a user's batches takes it, a new batch included, which row locks alone
           // would not keep out); since then only writeSettlements changed them, exactly as planned (each
           // statement's row count is checked). The ledger's knownTotal rests on the same rule.
-          await forEachConcurrently(settled, concurrency, async ({ userId, plan }) => {
+          //
+          // Users with nothing to reset have heard nothing but their total, so one whose total fails is
+          // taken out like a refused reset (untouched for the next run). Users whose used was reset must
+          // commit whatever their total does (rolling back would count that consumption twice).
+          const totalOnly = settled.filter(({ plan }) => plan.usedReset === 0);
+          const totalRefused = await this.setTotalsOrRefuse(totalOnly, sent, concurrency);
+          if (totalRefused.size > 0) {
+            settled = settled.filter((user) => !totalRefused.has(user.userId));
+            await transaction.execute('rollback to savepoint expiry_settlement');
+            if (settled.length > 0) await this.writeSettlements(transaction, settled);
+            for (const [userId, reason] of totalRefused) outcomes.set(userId, { kind: 'failed', reason });
+          }
+          for (const { userId } of settled) outcomes.set(userId, { kind: 'settled', totalPushError: null });
+          const reset = settled.filter(({ plan }) => plan.usedReset > 0);
+          await forEachConcurrently(reset, concurrency, async ({ userId, plan }) => {
             outcomes.set(userId, { kind: 'settled', totalPushError: await this.pushTotal(userId, plan.after, sent) });
           });
           return {
@@ -403,6 +418,43 @@ export class QuotaExpiryService {
         // Taken out and rolled back; an ambiguous failure may have reset used all the same.
         this.warnIfResetMayHaveArrived(userId, plan.usedReset, error);
         refused.set(userId, describeError(error));
+      }
+    });
+    return refused;
+  }
+
+  /**
+   * Sets the totals of users the gateway has heard nothing else from; returns those it failed for. A
+   * failure that may have been applied anyway (no answer, a 5xx) is set back to Σ VALID before, which
+   * is what the database keeps for them (absolute writes are safe to repeat).
+   */
+  private async setTotalsOrRefuse(
+    users: PlannedUser[],
+    sent: GatewayWrites,
+    concurrency: number,
+  ): Promise<Map<string, string>> {
+    const refused = new Map<string, string>();
+    await forEachConcurrently(users, concurrency, async ({ userId, plan }) => {
+      sent.calls += 1;
+      sent.totals.add(userId);
+      try {
+        await this.gateway.setTotal(userId, plan.after);
+        return;
+      } catch (error) {
+        refused.set(userId, describeError(error));
+        if (!totalMayHaveBeenSet(error)) {
+          sent.totals.delete(userId);
+          return;
+        }
+      }
+      try {
+        await this.gateway.setTotal(userId, plan.before);
+      } catch (error) {
+        // Still listed in sent.totals: a failed commit restores it again.
+        this.logger.error(
+          { userId, err: error },
+          'setting back a gateway total that may have been applied failed; run SYNC_QUOTAS',
+        );
       }
     });
     return refused;
