@@ -298,7 +298,10 @@ describe('monthly expiry: a database failure in a chunk', () => {
         'setTotal 100',
       ]);
       // The reset cannot be taken back (logged for a human); the total is the committed Σ again.
-      expect(await ledgerSnapshot(app, 'k-503')).toEqual({ ...before, gateway: { total: 10_000, used: 0 } });
+      expect(await ledgerSnapshot(app, 'k-503')).toEqual({
+        ...(before as object),
+        gateway: { total: 10_000, used: 0 },
+      });
     } finally {
       await em(app).execute('drop trigger if exists test_refuse_commit on quota_audit');
       await em(app).execute('drop function if exists test_refuse_commit()');
