@@ -44,8 +44,8 @@ export interface ExecutionFilter {
   fireKey: string;
 }
 
-/** A candidate row: only `id` and `decided` when the condition needs no evaluation. */
-interface UserRow {
+/** A directory user as the condition evaluator reads it (USER_COLUMNS, plus EMPLOYEE_COLUMNS when joined). */
+export interface EvaluatedUserRow {
   id: string;
   created_at: Date | null;
   access_time: Date | null;
@@ -55,12 +55,18 @@ interface UserRow {
   employee_number: string | null;
   has_employee?: boolean | null;
   dept_path?: string | null;
+}
+
+/** A candidate row: only `id` and `decided` when the condition needs no evaluation. */
+interface UserRow extends EvaluatedUserRow {
   decided: boolean;
 }
 
 export const DEFAULT_CANDIDATE_CHUNK = 500;
 
-const USER_COLUMNS = 'u.id, u.created_at, u.access_time, u.vip, u.github_star, u.company, u.employee_number';
+/** What the evaluator reads of a user (`u`, auth_users) — and of their HR record (`e`) when joined. */
+export const USER_COLUMNS = 'u.id, u.created_at, u.access_time, u.vip, u.github_star, u.company, u.employee_number';
+export const EMPLOYEE_COLUMNS = 'e.employee_number is not null as has_employee, e.dept_full_level_names as dept_path';
 
 /** What a chunk query reads of each user: everything the evaluator may need, or just the id. */
 function userColumns(translation: ConditionSql): string {
@@ -69,6 +75,11 @@ function userColumns(translation: ConditionSql): string {
 
 function toCandidate(row: UserRow, joined: boolean): Candidate {
   if (row.decided) return { decided: true, userId: row.id };
+  return { decided: false, user: toEvaluatedUser(row, joined) };
+}
+
+/** The evaluator's user from its row; `joined`: the row carries EMPLOYEE_COLUMNS (null path = no HR record). */
+export function toEvaluatedUser(row: EvaluatedUserRow, joined: boolean): CandidateUser {
   const user: CandidateUser = {
     id: row.id,
     createdAt: row.created_at,
@@ -79,7 +90,7 @@ function toCandidate(row: UserRow, joined: boolean): Candidate {
     employeeNumber: row.employee_number,
   };
   if (joined) user.departmentPath = row.has_employee ? splitDepartmentPath(row.dept_path) : null;
-  return { decided: false, user };
+  return user;
 }
 
 export class CandidateSource {
@@ -125,9 +136,7 @@ export class CandidateSource {
     const params: SqlParam[] = [];
     const decided = translation.needsEvaluation ? translation.definitelyTrue : { sql: 'true', params: [] };
     params.push(...decided.params);
-    const employeeColumns = readsEmployee
-      ? ', e.employee_number is not null as has_employee, e.dept_full_level_names as dept_path'
-      : '';
+    const employeeColumns = readsEmployee ? `, ${EMPLOYEE_COLUMNS}` : '';
     params.push(after, ...translation.possiblyTrue.params);
     const exclusion = this.exclusionSql(filter, params);
     params.push(limit);

@@ -6,7 +6,13 @@ import { forEachConcurrently } from '../quota/ledger-user-scan.js';
 import type { UserDirectory } from '../users/user-directory.js';
 import { assertValidCondition, conditionFromClause, evaluateCondition } from './condition/index.js';
 import { conditionContext } from './condition-context.js';
-import type { CandidateSource } from './strategy-candidates.js';
+import {
+  type CandidateSource,
+  EMPLOYEE_COLUMNS,
+  type EvaluatedUserRow,
+  toEvaluatedUser,
+  USER_COLUMNS,
+} from './strategy-candidates.js';
 
 export interface StrategyPreview {
   matchedUsers: number;
@@ -19,16 +25,6 @@ export interface StrategyPreview {
 export const MAX_PREVIEW_SAMPLE = 100;
 const EVALUATION_CHUNK = 500;
 const EVALUATION_CONCURRENCY = 8;
-
-interface PreviewRow {
-  id: string;
-  created_at: Date | null;
-  access_time: Date | null;
-  vip: number | null;
-  github_star: string | null;
-  company: string | null;
-  employee_number: string | null;
-}
 
 /**
  * previewCondition (SPEC §3): how many users the condition matches now. SQL counts the users it can
@@ -74,35 +70,18 @@ export class StrategyPreviewer {
       const context = conditionContext(this.orm, this.employees, this.gateway);
       const undecided = `(${sql.possiblyTrue.sql}) and not (${sql.definitelyTrue.sql})`;
       const params = [...sql.possiblyTrue.params, ...sql.definitelyTrue.params];
-      const joinColumns = sql.needsEmployeeJoin
-        ? ', e.employee_number is not null as has_employee, e.dept_full_level_names as dept_path'
-        : '';
+      const joinColumns = sql.needsEmployeeJoin ? `, ${EMPLOYEE_COLUMNS}` : '';
       let after = '';
       for (;;) {
-        const rows = await em.execute<(PreviewRow & { has_employee?: boolean; dept_path?: string | null })[]>(
-          `select u.id, u.created_at, u.access_time, u.vip, u.github_star, u.company, u.employee_number${joinColumns}
+        const rows = await em.execute<EvaluatedUserRow[]>(
+          `select ${USER_COLUMNS}${joinColumns}
            from ${from} where u.id > ? and ${undecided} order by u.id limit ?`,
           [after, ...params, EVALUATION_CHUNK],
         );
         if (rows.length === 0) break;
         after = rows.at(-1)!.id;
         await forEachConcurrently(rows, EVALUATION_CONCURRENCY, async (row) => {
-          const outcome = await evaluateCondition(
-            ast,
-            {
-              id: row.id,
-              createdAt: row.created_at,
-              accessTime: row.access_time,
-              vip: row.vip,
-              githubStar: row.github_star,
-              company: row.company,
-              employeeNumber: row.employee_number,
-              ...(sql.needsEmployeeJoin
-                ? { departmentPath: row.has_employee ? (row.dept_path ?? '').split(',').filter(Boolean) : null }
-                : {}),
-            },
-            context,
-          );
+          const outcome = await evaluateCondition(ast, toEvaluatedUser(row, sql.needsEmployeeJoin), context);
           if (!outcome.ok) undecidedUsers += 1;
           else if (outcome.matches) {
             matchedUsers += 1;
