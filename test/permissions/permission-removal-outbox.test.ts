@@ -95,6 +95,15 @@ async function giveE002ModelsAndStarCheck() {
   hr.t.simulator.clearCalls();
 }
 
+/** Polls `check` (every 5 ms) until it holds; throws naming `what` once the deadline passes. */
+async function until(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
 function failPermissionPushes() {
   hr.t.simulator.setFault('setModels', { kind: 'status', status: 503 });
   hr.t.simulator.setFault('setStarCheck', { kind: 'status', status: 503 });
@@ -248,5 +257,79 @@ describe('pushes owed for removed employees (permission_removal_push)', () => {
     expect(await outbox()).toEqual([]);
     await syncWith(WITH_E002);
     expect(permissionCalls(hr.t.simulator)).toEqual([]);
+  });
+
+  it('a push in flight while a sync removes its employee is followed by the removal push it now owes', async () => {
+    // E002 has never been told anything. The simulator holds the next setModels call (a slow fault,
+    // under the client's 2 s timeout) while the sync removes E002: the sync's delete sees "last
+    // told" null, so it owes no removal push, and the held push then lands ['x'] for an employee who
+    // no longer exists.
+    hr.t.simulator.setFault('setModels', { kind: 'slow', delayMs: 1500, times: 1 });
+    const change = api.whitelist({ user: { employeeNumber: 'E002' }, models: ['x'] });
+    await until('the push of [x] to reach the gateway', () =>
+      hr.t.simulator.calls({ route: 'setModels', outcome: 'pending' }).some((c) => c.params.employee_number === 'E002'),
+    );
+    const result = await syncWith(WITHOUT_E002);
+    expect(result.changes.removed).toEqual([{ employeeNumber: 'E002' }]);
+    // The race did happen (otherwise the test proves nothing): the sync committed while the push was
+    // held, and its delete found "last told" still null.
+    expect(hr.t.simulator.calls({ route: 'setModels' }).map((call) => call.outcome)).toEqual(['pending']);
+    const [removed] = (await api.audits({ operation: 'employee_removed', targetIdentifier: 'E002' })).nodes;
+    expect(removed?.details?.lastNotified).toEqual({ MODEL: null, STAR_CHECK: null });
+    await change;
+
+    // The push found E002's record gone and E002 out of the mirror: it recorded the removal push
+    // the non-empty list it had just told now owes, and sent it.
+    await until('the gateway to hold [] for E002', () => hr.t.simulator.getEmployee('E002').models.length === 0);
+    expect(modelPushes(hr.t.simulator)).toEqual([
+      ['E002', ['x']],
+      ['E002', []],
+    ]);
+    expect(await outbox()).toEqual([]);
+    const owed = await removalPushAudits('E002');
+    expect(owed).toHaveLength(1);
+    expect(owed[0]?.details).toMatchObject({
+      kind: 'MODEL',
+      lastNotified: ['x'],
+      gatewayNotified: true,
+      pushedValue: [],
+    });
+
+    // Nothing left for a later sync to send.
+    hr.t.simulator.clearCalls();
+    await syncWith(WITHOUT_E002);
+    expect(permissionCalls(hr.t.simulator)).toEqual([]);
+  });
+
+  it('a push in flight while a sync that already owes a removal push removes its employee: one push, one audit each', async () => {
+    await giveE002ModelsAndStarCheck();
+    // The held push of ['x'] keeps the push lock of (MODEL, E002), so the sync's own removal push
+    // ([] models, owed for ['own-a', 'own-b']) waits for it: the sync is not awaited here.
+    hr.t.simulator.setFault('setModels', { kind: 'slow', delayMs: 1500, times: 1 });
+    const change = api.whitelist({ user: { employeeNumber: 'E002' }, models: ['x'] });
+    await until('the push of [x] to reach the gateway', () =>
+      hr.t.simulator.calls({ route: 'setModels', outcome: 'pending' }).some((c) => c.params.employee_number === 'E002'),
+    );
+    const sync = syncWith(WITHOUT_E002);
+    await until('the sync to commit the removal', async () => {
+      const audits = await api.audits({ operation: 'employee_removed', targetIdentifier: 'E002' });
+      return audits.nodes.length === 1;
+    });
+    expect(hr.t.simulator.calls({ route: 'setModels' }).map((call) => call.outcome)).toEqual(['pending']);
+    await Promise.all([change, sync]);
+
+    expect(modelPushes(hr.t.simulator)).toEqual([
+      ['E002', ['x']],
+      ['E002', []],
+    ]);
+    expect(hr.t.simulator.getEmployee('E002')).toMatchObject({ models: [], starCheck: false });
+    expect(await outbox()).toEqual([]);
+    // The sync's row was kept (only its "last told" updated), so its audit got the outcome and no
+    // second row was written for the same push.
+    const owed = await removalPushAudits('E002');
+    expect(owed.map((node) => [node.details?.kind, node.details?.gatewayNotified]).sort()).toEqual([
+      ['MODEL', true],
+      ['STAR_CHECK', true],
+    ]);
   });
 });

@@ -1,14 +1,16 @@
 import type { MikroORM } from '@mikro-orm/postgresql';
+import type { Clock } from '../../clock.js';
 import type { EntityManager } from '../../db/orm.js';
 import { isDomainError } from '../../errors.js';
 import type { Logger } from '../../logger.js';
 import type { GatewayClient } from '../gateway/gateway.client.js';
 import { needsPush } from './effective-rules.js';
+import { recordRemovalPushes, removalPushOwed } from './owed-removal-push.js';
 import { patchAuditDetails } from './permission-audit.store.js';
 import type { KindSpec } from './permission-kinds.js';
-import type { PushTask, RecomputePush } from './permission-recompute.js';
+import type { PushTask, RecomputePush, RemovalPush } from './permission-recompute.js';
 import { loadEffective, markNotified } from './permission-store.js';
-import { deleteRemovalPush, lockRemovalPush } from './removal-push-outbox.js';
+import { deleteRemovalPush, lockRemovalPush, updatePendingLastNotified } from './removal-push-outbox.js';
 
 export interface PushSummary {
   pushed: number;
@@ -19,9 +21,12 @@ export interface PushSummary {
 
 type PushOutcome = keyof PushSummary;
 
-/** What one push will send, and what to record once the gateway took it; or why there is nothing to send. */
+/**
+ * What one push will send, and what to record once the gateway took it (which may find a removal
+ * push now owed: `settle` returns it); or why there is nothing to send.
+ */
 type Due =
-  | { value: unknown; auditId: string; settle: () => Promise<void> }
+  | { value: unknown; auditId: string; settle: () => Promise<RemovalPush | null> }
   | { skipped: string; auditId: string | null };
 
 /** Whether an employee key is in the HR mirror (a removal push is owed only while it is not). */
@@ -47,6 +52,12 @@ export const PUSH_CONCURRENCY = 8;
  * outbox, under the same lock: the row is re-read (and locked) and sent only while the employee is
  * still absent, deleted once the gateway took it, and kept when the call fails (the next employee
  * sync sends every pending row again).
+ *
+ * The effective record is read without a row lock, so that an admin change touching it never waits
+ * for a gateway call (up to the timeout × retries). The price: employee sync may delete the record
+ * of a removed employee while its push is in flight, reading the "last told" from before it, and so
+ * owe no removal push for the value this push then lands. `settle` notices (the record is gone when
+ * it marks what was told) and records that debt in the outbox itself.
  */
 export class PermissionPusher {
   private active = 0;
@@ -57,6 +68,7 @@ export class PermissionPusher {
     private readonly gateway: GatewayClient,
     private readonly logger: Logger,
     private readonly employeePresent: EmployeePresence,
+    private readonly clock: Clock,
     private readonly concurrency = PUSH_CONCURRENCY,
   ) {}
 
@@ -68,7 +80,19 @@ export class PermissionPusher {
   }
 
   private async pushOne(task: PushTask): Promise<PushOutcome> {
+    const { outcome, removalOwed } = await this.pushInTransaction(task);
+    // Sent right away rather than left to the next employee sync: the sync that removed the
+    // employee may already have sent its pending rows (it did not wait for this push), and the
+    // next one may be a day away — all that time the gateway would grant a former employee what
+    // this push just told it. A sync sending the same row meanwhile is harmless: both take the push
+    // lock and re-read the row, and the second finds it gone. Its outcome goes to its own audit row.
+    if (removalOwed) await this.pushInTransaction(removalOwed);
+    return outcome;
+  }
+
+  private async pushInTransaction(task: PushTask): Promise<{ outcome: PushOutcome; removalOwed: RemovalPush | null }> {
     const spec = task.spec as KindSpec<unknown>;
+    const done = (outcome: PushOutcome, removalOwed: RemovalPush | null = null) => ({ outcome, removalOwed });
     try {
       return await this.orm.em.fork().transactional(async (em) => {
         await em.execute('select pg_advisory_xact_lock(?::int, hashtext(?))', [
@@ -80,7 +104,7 @@ export class PermissionPusher {
           if (due.auditId !== null) {
             await patchAuditDetails(em, due.auditId, { gatewayNotified: false, skipped: due.skipped });
           }
-          return 'skipped';
+          return done('skipped');
         }
         try {
           await spec.push(this.gateway, task.key, due.value);
@@ -92,17 +116,17 @@ export class PermissionPusher {
               : 'gateway push of a permission failed; the next recompute pushes again',
           );
           await patchAuditDetails(em, due.auditId, { gatewayNotified: false, gatewayError: describeError(error) });
-          return 'failed';
+          return done('failed');
         }
-        await due.settle();
+        const removalOwed = await due.settle();
         await patchAuditDetails(em, due.auditId, { gatewayNotified: true, pushedValue: due.value });
-        return 'pushed';
+        return done('pushed', removalOwed);
       });
     } catch (error) {
       // The database failed around the push: "last told" may be stale (or a removal push stays
       // pending), which only costs a repeat push.
       this.logger.error({ err: error, kind: spec.kind, employeeKey: task.key }, 'permission push bookkeeping failed');
-      return 'failed';
+      return done('failed');
     }
   }
 
@@ -118,8 +142,42 @@ export class PermissionPusher {
     return {
       value: current.value,
       auditId: task.auditId,
-      settle: () => markNotified(em, spec, task.key, current.value),
+      settle: async () =>
+        (await markNotified(em, spec, task.key, current.value))
+          ? null
+          : this.removedWhilePushing(em, spec, task.key, current.value),
     };
+  }
+
+  /**
+   * A push the gateway took found the employee's effective record gone: employee sync removed them
+   * while the call was in flight, and its delete read the "last told" from before this push. If the
+   * employee is still out of the HR mirror and what was just told is something removal clears
+   * (SPEC §7, the rule the sync applies), that push is owed now: recorded in the outbox like the
+   * sync's own (on the row the sync left, if it owed one already) and returned to be sent.
+   */
+  private async removedWhilePushing(
+    em: EntityManager,
+    spec: KindSpec<unknown>,
+    key: string,
+    told: unknown,
+  ): Promise<RemovalPush | null> {
+    if (!removalPushOwed(spec, told)) return null;
+    // Back in the mirror (a later sync brought them back): their recompute decides what is told.
+    if (await this.employeePresent(em, key)) return null;
+    if (!(await updatePendingLastNotified(em, spec, key, told))) {
+      await recordRemovalPushes(
+        em,
+        [{ spec, key, lastNotified: told }],
+        this.clock.now(),
+        'the employee was removed while a push of this value was in flight',
+      );
+    }
+    this.logger.info(
+      { kind: spec.kind, employeeKey: key },
+      'a permission push landed after employee sync removed the employee; the removal push now owed is recorded',
+    );
+    return { spec: spec as RemovalPush['spec'], key, removal: true };
   }
 
   /**
@@ -136,7 +194,14 @@ export class PermissionPusher {
       await deleteRemovalPush(em, spec, key);
       return { auditId: pending.auditId, skipped: 'the employee is back in the HR mirror' };
     }
-    return { value: pending.value, auditId: pending.auditId, settle: () => deleteRemovalPush(em, spec, key) };
+    return {
+      value: pending.value,
+      auditId: pending.auditId,
+      settle: async () => {
+        await deleteRemovalPush(em, spec, key);
+        return null;
+      },
+    };
   }
 
   private async limited<T>(work: () => Promise<T>): Promise<T> {

@@ -181,12 +181,13 @@ export async function upsertEffective<V>(
   );
 }
 
-/** Records what the gateway has just been told. */
-export async function markNotified<V>(em: EntityManager, spec: KindSpec<V>, key: string, value: V): Promise<void> {
-  await em.execute(`update ${spec.effectiveTable} set ${spec.notifiedColumn} = ? where employee_number = ?`, [
-    spec.write(value),
-    key,
-  ]);
+/** Records what the gateway has just been told; false when the effective record is gone. */
+export async function markNotified<V>(em: EntityManager, spec: KindSpec<V>, key: string, value: V): Promise<boolean> {
+  const rows = await em.execute<{ employee_number: string }[]>(
+    `update ${spec.effectiveTable} set ${spec.notifiedColumn} = ? where employee_number = ? returning employee_number`,
+    [spec.write(value), key],
+  );
+  return rows.length > 0;
 }
 
 /**

@@ -1,11 +1,12 @@
 import type { EntityManager } from '../../db/orm.js';
 import type { EmployeeChangeListener, EmployeeChanges } from '../employees/employee-change-listener.js';
+import { type RemovalDebt, recordRemovalPushes, removalPushOwed } from './owed-removal-push.js';
 import type { PermissionService } from './permission.service.js';
 import { type AuditEntry, insertAudits, patchAuditDetails } from './permission-audit.store.js';
 import { type KindSpec, MODEL_SPEC, QUOTA_CHECK_SPEC, STAR_CHECK_SPEC } from './permission-kinds.js';
 import type { PushTask, RecomputeCause } from './permission-recompute.js';
 import { deleteEffective, deleteUserSettings, lockPermissions, seedNotified } from './permission-store.js';
-import { dropRemovalPushes, type OwedRemovalPush, saveRemovalPushes } from './removal-push-outbox.js';
+import { dropRemovalPushes } from './removal-push-outbox.js';
 
 const SYNC_CAUSE: RecomputeCause = {
   operation: 'employee_sync',
@@ -61,9 +62,8 @@ export class PermissionSyncListener implements EmployeeChangeListener {
     await deleteEffective(em, QUOTA_CHECK_SPEC, removedKeys);
 
     const audits: AuditEntry[] = [];
-    const owed: Omit<OwedRemovalPush<unknown>, 'auditId'>[] = [];
+    const debts: RemovalDebt[] = [];
     for (const key of removedKeys) {
-      // "Where they had them": the gateway was last told a non-empty list / star check on.
       const toldModels = models.get(key)?.notified ?? null;
       const toldStarCheck = starCheck.get(key)?.notified ?? null;
       audits.push({
@@ -78,38 +78,17 @@ export class PermissionSyncListener implements EmployeeChangeListener {
           lastNotified: { MODEL: toldModels, STAR_CHECK: toldStarCheck },
         },
       });
-      if (toldModels !== null && toldModels.length > 0) {
-        owed.push({ spec: MODEL_SPEC as KindSpec<unknown>, key, value: [], lastNotified: toldModels });
-      }
-      if (toldStarCheck === true) {
-        owed.push({ spec: STAR_CHECK_SPEC as KindSpec<unknown>, key, value: false, lastNotified: toldStarCheck });
+      for (const [spec, told] of [
+        [MODEL_SPEC, toldModels],
+        [STAR_CHECK_SPEC, toldStarCheck],
+      ] as const) {
+        if (removalPushOwed(spec as KindSpec<unknown>, told)) {
+          debts.push({ spec: spec as KindSpec<unknown>, key, lastNotified: told });
+        }
       }
     }
-    // Each owed push is audited like a recompute to the removed state, and its row gets the outcome.
-    for (const push of owed) {
-      audits.push({
-        operation: push.spec.recomputeOperation,
-        targetType: 'user',
-        targetIdentifier: push.key,
-        details: {
-          kind: push.spec.kind,
-          cause: { operation: 'employee_removed', targetType: null, targetIdentifier: null },
-          actor: null,
-          before: null,
-          after: { value: push.value, source: 'default', sourceIdentifier: null },
-          changed: true,
-          lastNotified: push.lastNotified,
-          gatewayNotified: null,
-        },
-      });
-    }
-    const auditIds = await insertAudits(em, audits, now);
-    const firstPushAudit = audits.length - owed.length;
-    await saveRemovalPushes(
-      em,
-      owed.map((push, index) => ({ ...push, auditId: auditIds[firstPushAudit + index]! })),
-      now,
-    );
+    await insertAudits(em, audits, now);
+    await recordRemovalPushes(em, debts, now);
   }
 
   async afterCommit(em: EntityManager, changes: EmployeeChanges): Promise<void> {

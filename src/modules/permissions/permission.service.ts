@@ -114,6 +114,7 @@ export class PermissionService {
       deps.gateway,
       deps.logger.child({ component: 'permission-push' }),
       employeePresent,
+      deps.clock,
     );
   }
 

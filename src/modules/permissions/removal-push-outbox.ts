@@ -96,6 +96,23 @@ export async function lockRemovalPush<V>(
   return row ? { value: decode(spec, row.push_value), auditId: String(row.audit_id) } : null;
 }
 
+/**
+ * Sets what the gateway was last told on the pending row of (kind, key), if there is one (a push
+ * landed after the sync that removed the employee read it); false when there is none.
+ */
+export async function updatePendingLastNotified<V>(
+  em: EntityManager,
+  spec: KindSpec<V>,
+  key: string,
+  lastNotified: V,
+): Promise<boolean> {
+  const rows = await em.execute<{ kind: string }[]>(
+    `update permission_removal_push set last_notified = ?::jsonb where kind = ? and employee_key = ? returning kind`,
+    [JSON.stringify(lastNotified), spec.kind, key],
+  );
+  return rows.length > 0;
+}
+
 export async function deleteRemovalPush(em: EntityManager, spec: { kind: PermissionKind }, key: string): Promise<void> {
   await em.execute('delete from permission_removal_push where kind = ? and employee_key = ?', [spec.kind, key]);
 }

@@ -1,0 +1,72 @@
+import type { EntityManager } from '../../db/orm.js';
+import { PermissionKind } from './permission.enums.js';
+import { type AuditEntry, insertAudits } from './permission-audit.store.js';
+import type { KindSpec } from './permission-kinds.js';
+import { saveRemovalPushes } from './removal-push-outbox.js';
+
+/**
+ * SPEC §7's rule for what removing an employee owes the gateway, and how that debt is recorded —
+ * one place for the two paths that find it: the sync's own delete (PermissionSyncListener), and a
+ * push that landed while that delete ran (PermissionPusher).
+ */
+
+/** The kinds removal clears: `[]` models and star check `false`. Quota check is left as it is. */
+const CLEARED_BY_REMOVAL: ReadonlySet<PermissionKind> = new Set([PermissionKind.MODEL, PermissionKind.STAR_CHECK]);
+
+/**
+ * Whether removal owes a push, given what the gateway was last told: "where they had them" — a
+ * non-empty list, star check on; i.e. something other than the kind's default, which is what
+ * removal tells it.
+ */
+export function removalPushOwed(spec: KindSpec<unknown>, lastNotified: unknown): boolean {
+  return CLEARED_BY_REMOVAL.has(spec.kind) && lastNotified !== null && !spec.equals(lastNotified, spec.fallback);
+}
+
+export interface RemovalDebt {
+  spec: KindSpec<unknown>;
+  key: string;
+  /** What the gateway was last told (removalPushOwed holds for it). */
+  lastNotified: unknown;
+}
+
+/**
+ * Writes one permission_removal_push row per debt, in the caller's transaction, each with an audit
+ * row recorded like a recompute to the removed state (the pusher gives it the outcome). `note`
+ * adds to the audit details (why the debt was found where it was).
+ */
+export async function recordRemovalPushes(
+  em: EntityManager,
+  debts: readonly RemovalDebt[],
+  now: Date,
+  note?: string,
+): Promise<void> {
+  if (debts.length === 0) return;
+  const audits: AuditEntry[] = debts.map((debt) => ({
+    operation: debt.spec.recomputeOperation,
+    targetType: 'user',
+    targetIdentifier: debt.key,
+    details: {
+      kind: debt.spec.kind,
+      cause: { operation: 'employee_removed', targetType: null, targetIdentifier: null },
+      actor: null,
+      before: null,
+      after: { value: debt.spec.fallback, source: 'default', sourceIdentifier: null },
+      changed: true,
+      lastNotified: debt.lastNotified,
+      gatewayNotified: null,
+      ...(note === undefined ? {} : { note }),
+    },
+  }));
+  const auditIds = await insertAudits(em, audits, now);
+  await saveRemovalPushes(
+    em,
+    debts.map((debt, index) => ({
+      spec: debt.spec,
+      key: debt.key,
+      value: debt.spec.fallback,
+      lastNotified: debt.lastNotified,
+      auditId: auditIds[index]!,
+    })),
+    now,
+  );
+}
