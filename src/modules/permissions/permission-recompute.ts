@@ -6,6 +6,7 @@ import type { AnyKindSpec, KindSpec } from './permission-kinds.js';
 import {
   type EffectiveWrite,
   loadEffective,
+  loadEffectiveOwingPush,
   loadSettings,
   type StoredEffective,
   upsertEffective,
@@ -39,6 +40,9 @@ export interface RemovalPush {
   key: string;
   removal: true;
 }
+
+/** The cause of the backstop's pushes (owedPushes), in their audit rows. */
+export const OWED_PUSH_RETRY = 'owed_push_retry';
 
 /** Subjects per round trip: bounds parameter sizes and memory for very large departments. */
 const CHUNK_SIZE = 500;
@@ -110,6 +114,48 @@ async function recomputeChunk<V>(
   return pushKeys.flatMap((key, index) =>
     key === null ? [] : [{ spec: spec as AnyKindSpec, key, auditId: auditIds[index]! }],
   );
+}
+
+/**
+ * The backstop for pushes SPEC §6 still owes for one kind — a recompute's push that failed, or one
+ * lost between its commit and its push (a crash, a stop): every such record (one statement), each
+ * with an audit row like a recompute's, so the pusher (which re-checks the rule under its lock)
+ * records the outcome. `skip`: keys whose push is already on its way (not audited twice). A record
+ * whose push from a concurrent setting change is still in flight is picked too; the pusher then
+ * finds it told and records the retry as skipped.
+ */
+export async function owedPushes<V>(
+  em: EntityManager,
+  spec: KindSpec<V>,
+  skip: ReadonlySet<string>,
+  now: Date,
+): Promise<RecomputePush[]> {
+  const owed = (await loadEffectiveOwingPush(em, spec)).filter((record) => !skip.has(record.key));
+  const tasks: RecomputePush[] = [];
+  for (let start = 0; start < owed.length; start += CHUNK_SIZE) {
+    const chunk = owed.slice(start, start + CHUNK_SIZE);
+    const audits: AuditEntry[] = chunk.map((record) => ({
+      operation: spec.recomputeOperation,
+      targetType: 'user',
+      targetIdentifier: record.key,
+      details: {
+        kind: spec.kind,
+        cause: { operation: OWED_PUSH_RETRY, targetType: null, targetIdentifier: null },
+        reason: 'a retry of an owed push: the gateway was not told this value (a failed or lost push)',
+        actor: null,
+        before: describe(record),
+        after: describe(record),
+        changed: false,
+        lastNotified: record.notified,
+        gatewayNotified: null,
+      },
+    }));
+    const auditIds = await insertAudits(em, audits, now);
+    tasks.push(
+      ...chunk.map((record, index) => ({ spec: spec as AnyKindSpec, key: record.key, auditId: auditIds[index]! })),
+    );
+  }
+  return tasks;
 }
 
 function sameEffective<V>(spec: KindSpec<V>, before: StoredEffective<V>, after: Effective<V>): boolean {

@@ -1,5 +1,5 @@
 import type { EntityManager } from '../../db/orm.js';
-import type { SettingsIndex, SettingValue } from './effective-rules.js';
+import { needsPush, type SettingsIndex, type SettingValue } from './effective-rules.js';
 import type { StoredSource, StoredTargetType } from './permission.enums.js';
 import type { KindSpec } from './permission-kinds.js';
 
@@ -141,6 +141,23 @@ export async function loadEffective<V>(
     [jsonList(keys)],
   );
   return new Map(rows.map((row) => [row.employee_number, toEffective(spec, row)]));
+}
+
+/**
+ * Every effective record whose push SPEC §6 still owes: the value differs from what the gateway was
+ * last told, or it was never told and the value comes from a setting. One statement for the kind;
+ * it compares stored forms, so a record whose forms differ but read the same (an adopted row's
+ * 'a,,b') is dropped here by the rule itself.
+ */
+export async function loadEffectiveOwingPush<V>(em: EntityManager, spec: KindSpec<V>): Promise<StoredEffective<V>[]> {
+  const rows = await em.execute<EffectiveRow[]>(
+    `select ${effectiveColumns(spec as KindSpec<unknown>)} from ${spec.effectiveTable}
+     where case when ${spec.notifiedColumn} is null then source <> 'default'
+                else ${spec.effectiveValueColumn} is distinct from ${spec.notifiedColumn} end`,
+  );
+  return rows
+    .map((row) => toEffective(spec, row))
+    .filter((row) => needsPush(row, row.notified, (a, b) => spec.equals(a, b)));
 }
 
 export interface EffectiveWrite<V> {

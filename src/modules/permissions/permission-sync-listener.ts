@@ -1,4 +1,5 @@
 import type { EntityManager } from '../../db/orm.js';
+import type { Logger } from '../../logger.js';
 import type { EmployeeChangeListener, EmployeeChanges } from '../employees/employee-change-listener.js';
 import { type RemovalDebt, recordRemovalPushes, removalPushOwed } from './owed-removal-push.js';
 import type { PermissionService } from './permission.service.js';
@@ -25,7 +26,8 @@ const SYNC_CAUSE: RecomputeCause = {
  *   start from what the gateway was last told;
  * - after the commit (of every sync, changed or not): added, moved and renamed employees are
  *   recomputed and pushed per §6, together with every pending removal push — this sync's and those
- *   a failed call or a crash left behind, which is how they are retried.
+ *   a failed call or a crash left behind, which is how they are retried — and every push §6 still
+ *   owes for an effective record (a recompute's push that failed or was lost after its commit).
  * Everything owed travels through the database, so a rolled-back sync drops it and a committed one
  * keeps it.
  */
@@ -92,20 +94,38 @@ export class PermissionSyncListener implements EmployeeChangeListener {
   }
 
   async afterCommit(em: EntityManager, changes: EmployeeChanges): Promise<void> {
+    const log = this.permissions.logger;
     const changed = [...new Set([...changes.added, ...changes.moved, ...changes.renamed])];
-    let tasks: PushTask[] = [];
-    if (changed.length > 0) {
-      tasks = await em.transactional(async (tx) => {
+    // Each step on its own: a recompute that fails must not keep what earlier syncs left owed from
+    // being sent. (It committed nothing, so the backstop below has nothing of it to push.)
+    const tasks = await attempt(log, 'recompute after employee sync failed', [] as PushTask[], async () => {
+      if (changed.length === 0) return [];
+      return em.transactional(async (tx) => {
         await lockPermissions(tx);
         const subjects = await this.permissions.subjects.forEmployeeNumbers(tx, changed);
         return this.permissions.recompute(tx, subjects, SYNC_CAUSE);
       });
-    }
-    const removals = await this.permissions.pendingRemovalPushes(em);
-    if (tasks.length === 0 && removals.length === 0 && changed.length === 0 && changes.removed.length === 0) return;
-    const summary = await this.permissions.push([...tasks, ...removals]);
-    this.permissions.logger.info(
-      { recomputed: changed.length, removed: changes.removed.length, removalPushes: removals.length, ...summary },
+    });
+    const removals = await attempt(log, 'could not list pending removal pushes', [] as PushTask[], () =>
+      this.permissions.pendingRemovalPushes(em),
+    );
+    // The backstop: every push SPEC §6 still owes that no recompute will send — failed, or lost
+    // between a commit and its push (a crash, a stop). Queried after this sync's recompute
+    // committed, leaving out what it is about to push.
+    const retries = await attempt(log, 'could not list owed permission pushes', [] as PushTask[], () =>
+      this.permissions.owedPushes(em, tasks),
+    );
+    const all = [...tasks, ...removals, ...retries];
+    if (all.length === 0 && changed.length === 0 && changes.removed.length === 0) return;
+    const summary = await this.permissions.push(all);
+    log.info(
+      {
+        recomputed: changed.length,
+        removed: changes.removed.length,
+        removalPushes: removals.length,
+        owedPushRetries: retries.length,
+        ...summary,
+      },
       'permissions recomputed after employee sync',
     );
   }
@@ -124,5 +144,15 @@ export class PermissionSyncListener implements EmployeeChangeListener {
         skipped: 'the employee is back in the HR feed; their recompute decides what the gateway is told',
       });
     }
+  }
+}
+
+/** Runs one step of afterCommit; a failure is logged and stands for `fallback`. */
+async function attempt<T>(log: Logger, failure: string, fallback: T, step: () => Promise<T>): Promise<T> {
+  try {
+    return await step();
+  } catch (error) {
+    log.error({ err: error }, failure);
+    return fallback;
   }
 }

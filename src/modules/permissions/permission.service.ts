@@ -21,7 +21,14 @@ import { type AuditFilter, listAudits, patchAuditDetails } from './permission-au
 import { applyWhitelistAction, normalizeModelNames, parseTarget, type TargetInput } from './permission-input.js';
 import { ALL_SPECS, type KindSpec, MODEL_SPEC, specFor, switchSpecFor } from './permission-kinds.js';
 import { PermissionPusher, type PushSummary } from './permission-pusher.js';
-import { type PushTask, type RecomputeCause, type RemovalPush, recomputeKind } from './permission-recompute.js';
+import {
+  owedPushes,
+  type PushTask,
+  type RecomputeCause,
+  type RecomputePush,
+  type RemovalPush,
+  recomputeKind,
+} from './permission-recompute.js';
 import { findSetting, loadSettings, lockPermissions, type StoredSetting } from './permission-store.js';
 import { PermissionSubjects } from './permission-subjects.js';
 import { listRemovalPushes } from './removal-push-outbox.js';
@@ -258,6 +265,21 @@ export class PermissionService {
    */
   async pendingRemovalPushes(em: EntityManager): Promise<RemovalPush[]> {
     return (await listRemovalPushes(em)).map(({ spec, key }) => ({ spec, key, removal: true }));
+  }
+
+  /**
+   * Every push SPEC §6 still owes (one statement per kind), each with its audit row: the backstop
+   * for pushes that failed or were lost after their recompute committed. `onTheirWay`: tasks about
+   * to be pushed anyway (this sync's recompute), left out. Hand the result to `push`.
+   */
+  async owedPushes(em: EntityManager, onTheirWay: readonly PushTask[]): Promise<RecomputePush[]> {
+    const now = this.deps.clock.now();
+    const tasks: RecomputePush[] = [];
+    for (const spec of ALL_SPECS) {
+      const skip = new Set(onTheirWay.filter((task) => task.spec.kind === spec.kind).map((task) => task.key));
+      tasks.push(...(await owedPushes(em, spec as KindSpec<unknown>, skip, now)));
+    }
+    return tasks;
   }
 
   get clock(): Clock {

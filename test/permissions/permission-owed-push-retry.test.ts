@@ -1,0 +1,209 @@
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { silentLogger } from '../../src/logger.js';
+import { PermissionKind } from '../../src/modules/permissions/permission.enums.js';
+import { MODEL_SPEC, QUOTA_CHECK_SPEC } from '../../src/modules/permissions/permission-kinds.js';
+import { OWED_PUSH_RETRY } from '../../src/modules/permissions/permission-recompute.js';
+import { lockPermissions } from '../../src/modules/permissions/permission-store.js';
+import { applySettingChange } from '../../src/modules/permissions/setting-change.js';
+import { emp, type HrTestContext, SMALL_EMPLOYEES, startHrTestApp } from '../employees/hr-support.js';
+import {
+  modelPushes,
+  PERMISSION_TABLES,
+  permissionApi,
+  permissionCalls,
+  quotaCheckPushes,
+  starCheckPushes,
+} from './permission-support.js';
+
+/**
+ * SPEC §6 ("a failed push leaves last told unchanged, so the next recompute pushes again; the
+ * database keeps the intended state"): after every employee sync, each effective record whose push
+ * the rules still owe is pushed — a recompute's push that failed, or one lost between its commit
+ * and its push. End to end: HR simulator → sync → gateway simulator.
+ */
+
+let hr: HrTestContext;
+let api: ReturnType<typeof permissionApi>;
+
+beforeAll(async () => {
+  hr = await startHrTestApp('permission_owed_push_retry');
+  api = permissionApi(hr.t);
+});
+
+afterAll(async () => {
+  await hr?.stop();
+});
+
+beforeEach(async () => {
+  await hr
+    .em()
+    .execute(
+      `truncate ${[...PERMISSION_TABLES, 'permission_removal_push', 'employee_department'].join(', ')} restart identity`,
+    );
+  hr.t.simulator.reset();
+  hr.hr.reset();
+  await syncWith(SMALL_EMPLOYEES);
+});
+
+afterEach(() => {
+  hr.t.simulator.clearFaults();
+});
+
+async function syncWith(employees: typeof SMALL_EMPLOYEES) {
+  hr.hr.setFixture({ employees });
+  return hr.sync.sync(hr.t.app.services.orm, silentLogger());
+}
+
+async function lastTold(key: string) {
+  const em = hr.em();
+  const [models] = await em.execute<{ notified_models: string | null }[]>(
+    'select notified_models from effective_permissions where employee_number = ?',
+    [key],
+  );
+  const [starCheck] = await em.execute<{ notified_enabled: boolean | null }[]>(
+    'select notified_enabled from effective_star_check_settings where employee_number = ?',
+    [key],
+  );
+  const [quotaCheck] = await em.execute<{ notified_enabled: boolean | null }[]>(
+    'select notified_enabled from effective_quota_check_settings where employee_number = ?',
+    [key],
+  );
+  return {
+    models: models?.notified_models ?? null,
+    starCheck: starCheck?.notified_enabled ?? null,
+    quotaCheck: quotaCheck?.notified_enabled ?? null,
+  };
+}
+
+/** The audit rows of the backstop's pushes for this key (newest first). */
+async function retryAudits(key: string) {
+  const audits = await api.audits({ targetIdentifier: key });
+  return audits.nodes.filter(
+    (node) => (node.details?.cause as { operation?: string } | undefined)?.operation === OWED_PUSH_RETRY,
+  );
+}
+
+describe('pushes owed after a recompute (the employee sync backstop)', () => {
+  it('a recompute push that failed is sent by the next unchanged sync, and last told is updated', async () => {
+    hr.t.simulator.setFault('setModels', { kind: 'status', status: 503 });
+    hr.t.simulator.setFault('setStarCheck', { kind: 'status', status: 503 });
+    await api.whitelist({ user: { employeeNumber: 'E001' }, models: ['m1', 'm2'] });
+    // An explicit false, never told: owed for a switch (SPEC §6).
+    await api.switchOn({ kind: 'STAR_CHECK', user: { employeeNumber: 'E003' }, enabled: false });
+    expect(hr.t.simulator.getEmployee('E001').models).toEqual([]);
+    expect(await lastTold('E001')).toMatchObject({ models: null });
+    expect(await lastTold('E003')).toMatchObject({ starCheck: null });
+    hr.t.simulator.clearFaults();
+    hr.t.simulator.clearCalls();
+
+    const result = await syncWith(SMALL_EMPLOYEES);
+    expect(result.changes).toEqual({ added: [], moved: [], renamed: [], removed: [] });
+
+    expect(modelPushes(hr.t.simulator)).toEqual([['E001', ['m1', 'm2']]]);
+    expect(starCheckPushes(hr.t.simulator)).toEqual([['E003', false]]);
+    expect(quotaCheckPushes(hr.t.simulator)).toEqual([]);
+    expect(hr.t.simulator.getEmployee('E001').models).toEqual(['m1', 'm2']);
+    expect(await lastTold('E001')).toMatchObject({ models: 'm1,m2' });
+    expect(await lastTold('E003')).toMatchObject({ starCheck: false });
+    const [retried] = await retryAudits('E001');
+    expect(retried).toMatchObject({ operation: MODEL_SPEC.recomputeOperation });
+    expect(retried?.details).toMatchObject({
+      kind: 'MODEL',
+      lastNotified: null,
+      changed: false,
+      gatewayNotified: true,
+      pushedValue: ['m1', 'm2'],
+    });
+
+    // Told once: the next sync owes nothing, so it sends nothing and audits nothing.
+    hr.t.simulator.clearCalls();
+    await syncWith(SMALL_EMPLOYEES);
+    expect(permissionCalls(hr.t.simulator)).toEqual([]);
+    expect(await retryAudits('E001')).toHaveLength(1);
+  });
+
+  it('a push still failing at the sync stays owed; its audit row records the failure', async () => {
+    hr.t.simulator.setFault('setModels', { kind: 'status', status: 503 });
+    await api.whitelist({ user: { employeeNumber: 'E001' }, models: ['m1'] });
+    await syncWith(SMALL_EMPLOYEES);
+    const [failed] = await retryAudits('E001');
+    expect(failed?.details).toMatchObject({ gatewayNotified: false, gatewayError: expect.any(String) });
+    expect(await lastTold('E001')).toMatchObject({ models: null });
+
+    hr.t.simulator.clearFaults();
+    await syncWith(SMALL_EMPLOYEES);
+    expect(hr.t.simulator.getEmployee('E001').models).toEqual(['m1']);
+    expect(await lastTold('E001')).toMatchObject({ models: 'm1' });
+  });
+
+  it('a setting change committed but never pushed (the process died) is pushed by the next sync', async () => {
+    const permissions = hr.t.app.services.permissions;
+    // The change's transaction as the service runs it; the process "dies" before the push.
+    await hr.t.app.services.orm.em.fork().transactional(async (tx) => {
+      await lockPermissions(tx);
+      const now = permissions.clock.now();
+      await applySettingChange(tx, permissions.subjects, {
+        spec: MODEL_SPEC,
+        targetType: 'department',
+        targetIdentifier: 'Sales',
+        nextValue: () => ['sales-model'],
+        actor: 'admin',
+        now,
+      });
+      await applySettingChange(tx, permissions.subjects, {
+        spec: QUOTA_CHECK_SPEC,
+        targetType: 'user',
+        targetIdentifier: 'E004',
+        nextValue: () => false,
+        actor: 'admin',
+        now,
+      });
+    });
+    expect(permissionCalls(hr.t.simulator)).toEqual([]);
+
+    await syncWith(SMALL_EMPLOYEES);
+
+    expect(modelPushes(hr.t.simulator)).toEqual([['E002', ['sales-model']]]);
+    expect(quotaCheckPushes(hr.t.simulator)).toEqual([['E004', false]]);
+    expect(starCheckPushes(hr.t.simulator)).toEqual([]);
+    expect(await lastTold('E002')).toMatchObject({ models: 'sales-model' });
+    expect(await lastTold('E004')).toMatchObject({ quotaCheck: false });
+    expect((await retryAudits('E004'))[0]?.details).toMatchObject({
+      kind: PermissionKind.QUOTA_CHECK,
+      gatewayNotified: true,
+      pushedValue: false,
+    });
+  });
+
+  it('a sync whose recompute fails still sends pending removal pushes and owed pushes', async () => {
+    await api.whitelist({ user: { employeeNumber: 'E002' }, models: ['own'] });
+    hr.t.simulator.setFault('setModels', { kind: 'status', status: 503 });
+    await api.whitelist({ user: { employeeNumber: 'E001' }, models: ['m1'] });
+    // E002's removal push fails too: it stays in permission_removal_push.
+    await syncWith(SMALL_EMPLOYEES.filter((employee) => employee.badge !== 'E002'));
+    hr.t.simulator.clearFaults();
+    hr.t.simulator.clearCalls();
+
+    // A real database failure in the next sync's recompute: a new employee's effective record
+    // cannot be written.
+    const em = hr.em();
+    await em.execute(`create or replace function refuse_e009() returns trigger language plpgsql as $$
+      begin if new.employee_number = 'E009' then raise exception 'refused for the test'; end if; return new; end $$`);
+    await em.execute(`create trigger refuse_e009 before insert on effective_permissions
+      for each row execute function refuse_e009()`);
+    try {
+      const without = SMALL_EMPLOYEES.filter((employee) => employee.badge !== 'E002');
+      const result = await syncWith([...without, emp('E009', 'New Hire', 3)]);
+      expect(result.changes.added).toEqual(['E009']);
+    } finally {
+      await em.execute('drop trigger if exists refuse_e009 on effective_permissions');
+      await em.execute('drop function if exists refuse_e009()');
+    }
+
+    expect(modelPushes(hr.t.simulator).sort()).toEqual([
+      ['E001', ['m1']],
+      ['E002', []],
+    ]);
+    expect(await hr.em().execute('select * from permission_removal_push')).toEqual([]);
+  });
+});
