@@ -6,10 +6,11 @@ import { Migration } from '@mikro-orm/migrations';
  * deleted with them, so no recompute would ever push again: the owed push is written here in the
  * sync's own transaction, deleted once the gateway took it, and retried after every employee sync
  * while it fails (SPEC §6: the database keeps the intended state).
- * - `push_value`: what to send (jsonb: a list of model names, or a boolean);
- * - `last_notified`: what the gateway had last been told before the removal — if HR brings the
- *   employee back before the push went out, the row is dropped and their new effective record starts
- *   from this "last told", so their recompute pushes whatever differs from it;
+ * - `push_value`: what to send, in the kind's stored form (KindSpec.write, as in the permission
+ *   tables: the comma-joined model list as a jsonb string, or a jsonb boolean);
+ * - `last_notified`: what the gateway had last been told before the removal (same form) — if HR
+ *   brings the employee back before the push went out, the row is dropped and their new effective
+ *   record starts from this "last told", so their recompute pushes whatever differs from it;
  * - `audit_id`: the permission_audit row of the push, which gets its outcome (no foreign key: audits
  *   may be adopted from the old system and are never rewritten by it).
  * One row per (kind, employee key): a newer removal replaces an older one.

@@ -131,8 +131,9 @@ describe('pushes owed for removed employees (permission_removal_push)', () => {
 
     // The gateway was down: it still holds what E002 had, and the database remembers what is owed.
     expect(hr.t.simulator.getEmployee('E002')).toMatchObject({ models: ['own-a', 'own-b'], starCheck: true });
+    // Stored in the kinds' own form (KindSpec.write), as in every permission table.
     expect(await outbox()).toEqual([
-      { kind: 'MODEL', employee_key: 'E002', push_value: [], last_notified: ['own-a', 'own-b'] },
+      { kind: 'MODEL', employee_key: 'E002', push_value: '', last_notified: 'own-a,own-b' },
       { kind: 'STAR_CHECK', employee_key: 'E002', push_value: false, last_notified: true },
     ]);
     const failed = await removalPushAudits('E002');

@@ -6,7 +6,9 @@ import { type AnyKindSpec, type KindSpec, specFor } from './permission-kinds.js'
  * The SQL of `permission_removal_push`: the gateway pushes owed for employees removed by employee
  * sync (SPEC §7), kept in the database so that a failed push — or a process that dies between the
  * sync's commit and the push — is retried after the next sync instead of being forgotten (SPEC §6:
- * the database keeps the intended state). Values are stored as jsonb (a list of names or a boolean).
+ * the database keeps the intended state). Values are stored in the kind's own stored form
+ * (KindSpec.write / read, as in every other permission table: the comma-joined model list, or a
+ * boolean) in jsonb columns, which hold either.
  */
 
 export interface OwedRemovalPush<V> {
@@ -30,8 +32,8 @@ export async function saveRemovalPushes(
   const records = rows.map((row) => ({
     kind: row.spec.kind,
     key: row.key,
-    value: row.value,
-    last_notified: row.lastNotified,
+    value: row.spec.write(row.value),
+    last_notified: row.spec.write(row.lastNotified),
     audit_id: row.auditId,
   }));
   await em.execute(
@@ -64,7 +66,7 @@ export async function dropRemovalPushes(em: EntityManager, keys: readonly string
     return {
       spec,
       key: row.employee_key,
-      lastNotified: decode(spec as KindSpec<unknown>, row.last_notified),
+      lastNotified: spec.read(row.last_notified),
       auditId: String(row.audit_id),
     };
   });
@@ -93,7 +95,7 @@ export async function lockRemovalPush<V>(
     [spec.kind, key],
   );
   const row = rows[0];
-  return row ? { value: decode(spec, row.push_value), auditId: String(row.audit_id) } : null;
+  return row ? { value: spec.read(row.push_value), auditId: String(row.audit_id) } : null;
 }
 
 /**
@@ -108,19 +110,11 @@ export async function updatePendingLastNotified<V>(
 ): Promise<boolean> {
   const rows = await em.execute<{ kind: string }[]>(
     `update permission_removal_push set last_notified = ?::jsonb where kind = ? and employee_key = ? returning kind`,
-    [JSON.stringify(lastNotified), spec.kind, key],
+    [JSON.stringify(spec.write(lastNotified)), spec.kind, key],
   );
   return rows.length > 0;
 }
 
 export async function deleteRemovalPush(em: EntityManager, spec: { kind: PermissionKind }, key: string): Promise<void> {
   await em.execute('delete from permission_removal_push where kind = ? and employee_key = ?', [spec.kind, key]);
-}
-
-/** jsonb arrives parsed; anything that is not the kind's shape reads as the kind's default. */
-function decode<V>(spec: KindSpec<V>, stored: unknown): V {
-  if (Array.isArray(spec.fallback)) {
-    return (Array.isArray(stored) ? stored.filter((item) => typeof item === 'string') : []) as V;
-  }
-  return (stored === true) as V;
 }
