@@ -204,6 +204,18 @@ describe('GatewaySimulator faults', () => {
     expect(simulator.calls()[0]).toMatchObject({ fault: 'slow', outcome: 'ok', status: 200 });
   });
 
+  it('hold keeps a call in flight until release(), then handles it normally (and applies it)', async () => {
+    simulator.setFault('setStarCheck', { kind: 'hold', times: 1 });
+    const held = postForm('/check-star/set', { employee_number: 'E1', enabled: 'true' });
+    await expect.poll(() => simulator.calls({ outcome: 'pending' }).length).toBe(1);
+    expect(simulator.getEmployee('E1').starCheck).toBe(false);
+    expect(simulator.release()).toBe(1);
+    expect((await held).status).toBe(200);
+    expect(simulator.getEmployee('E1').starCheck).toBe(true);
+    expect(simulator.calls()[0]).toMatchObject({ fault: 'hold', outcome: 'ok', status: 200 });
+    expect(simulator.release()).toBe(0);
+  });
+
   it('non-json and success-false answer 200 with a body the client must refuse', async () => {
     simulator.setFault('getTotal', { kind: 'non-json', times: 1 });
     const html = await http.get(`${baseUrl}${ADMIN}?user_id=u1`, { headers: withKey });
@@ -216,16 +228,19 @@ describe('GatewaySimulator faults', () => {
     });
   });
 
-  it('stop() does not wait for calls held by a slow fault', async () => {
-    const own = new GatewaySimulator();
-    const url = await own.start();
-    own.setFault('*', { kind: 'slow', delayMs: 60_000 });
-    const pending = http.get(`${url}${ADMIN}?user_id=u1`);
-    await expect.poll(() => own.calls().length).toBe(1);
-    await own.stop();
-    await expect(pending).rejects.toMatchObject({ code: 'ECONNRESET' });
-    expect(own.calls()[0].outcome).toBe('fault');
-  });
+  it.each([{ kind: 'slow', delayMs: 60_000 } as const, { kind: 'hold' } as const])(
+    'stop() does not wait for calls held by a $kind fault',
+    async (fault) => {
+      const own = new GatewaySimulator();
+      const url = await own.start();
+      own.setFault('*', fault);
+      const pending = http.get(`${url}${ADMIN}?user_id=u1`);
+      await expect.poll(() => own.calls().length).toBe(1);
+      await own.stop();
+      await expect(pending).rejects.toMatchObject({ code: 'ECONNRESET' });
+      expect(own.calls()[0].outcome).toBe('fault');
+    },
+  );
 
   it('reset() forgets state, faults and calls', async () => {
     simulator.setUser('u1', { total: 100 });
@@ -293,6 +308,12 @@ describe('GatewaySimulatorControl over HTTP', () => {
     await control.clearFaults('getModels');
     expect(await control.faults()).toEqual([]);
     expect(await client.getModels('E1')).toEqual([]);
+
+    await control.setFault('getTotal', { kind: 'hold', times: 1 });
+    const held = client.getTotal('u1');
+    await expect.poll(async () => (await control.calls({ outcome: 'pending' })).length).toBe(1);
+    expect(await control.release()).toBe(1);
+    expect(await held).toBe(100);
 
     await control.setFault('*', { kind: 'slow', delayMs: 10 });
     await control.clearFaults();

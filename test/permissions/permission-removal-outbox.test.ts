@@ -25,7 +25,9 @@ const WITHOUT_E002 = SMALL_EMPLOYEES.filter((employee) => employee.badge !== 'E0
 const WITH_E002 = SMALL_EMPLOYEES;
 
 beforeAll(async () => {
-  hr = await startHrTestApp('permission_removal_outbox');
+  // A gateway timeout longer than any test: the race tests hold a push at the simulator until they
+  // release it, and a client that gave up and retried would not be the race they set up.
+  hr = await startHrTestApp('permission_removal_outbox', { env: { AIGATEWAY_TIMEOUT_MS: '60000' } });
   api = permissionApi(hr.t);
 });
 
@@ -261,11 +263,10 @@ describe('pushes owed for removed employees (permission_removal_push)', () => {
   });
 
   it('a push in flight while a sync removes its employee is followed by the removal push it now owes', async () => {
-    // E002 has never been told anything. The simulator holds the next setModels call (a slow fault,
-    // under the client's 2 s timeout) while the sync removes E002: the sync's delete sees "last
-    // told" null, so it owes no removal push, and the held push then lands ['x'] for an employee who
-    // no longer exists.
-    hr.t.simulator.setFault('setModels', { kind: 'slow', delayMs: 1500, times: 1 });
+    // E002 has never been told anything. The simulator holds the next setModels call until the test
+    // releases it, while the sync removes E002: the sync's delete sees "last told" null, so it owes
+    // no removal push, and the held push then lands ['x'] for an employee who no longer exists.
+    hr.t.simulator.setFault('setModels', { kind: 'hold', times: 1 });
     const change = api.whitelist({ user: { employeeNumber: 'E002' }, models: ['x'] });
     await until('the push of [x] to reach the gateway', () =>
       hr.t.simulator.calls({ route: 'setModels', outcome: 'pending' }).some((c) => c.params.employee_number === 'E002'),
@@ -277,6 +278,7 @@ describe('pushes owed for removed employees (permission_removal_push)', () => {
     expect(hr.t.simulator.calls({ route: 'setModels' }).map((call) => call.outcome)).toEqual(['pending']);
     const [removed] = (await api.audits({ operation: 'employee_removed', targetIdentifier: 'E002' })).nodes;
     expect(removed?.details?.lastNotified).toEqual({ MODEL: null, STAR_CHECK: null });
+    expect(hr.t.simulator.release()).toBe(1);
     await change;
 
     // The push found E002's record gone and E002 out of the mirror: it recorded the removal push
@@ -306,7 +308,7 @@ describe('pushes owed for removed employees (permission_removal_push)', () => {
     await giveE002ModelsAndStarCheck();
     // The held push of ['x'] keeps the push lock of (MODEL, E002), so the sync's own removal push
     // ([] models, owed for ['own-a', 'own-b']) waits for it: the sync is not awaited here.
-    hr.t.simulator.setFault('setModels', { kind: 'slow', delayMs: 1500, times: 1 });
+    hr.t.simulator.setFault('setModels', { kind: 'hold', times: 1 });
     const change = api.whitelist({ user: { employeeNumber: 'E002' }, models: ['x'] });
     await until('the push of [x] to reach the gateway', () =>
       hr.t.simulator.calls({ route: 'setModels', outcome: 'pending' }).some((c) => c.params.employee_number === 'E002'),
@@ -317,6 +319,7 @@ describe('pushes owed for removed employees (permission_removal_push)', () => {
       return audits.nodes.length === 1;
     });
     expect(hr.t.simulator.calls({ route: 'setModels' }).map((call) => call.outcome)).toEqual(['pending']);
+    expect(hr.t.simulator.release()).toBe(1);
     await Promise.all([change, sync]);
 
     expect(modelPushes(hr.t.simulator)).toEqual([

@@ -75,6 +75,8 @@ export class GatewaySimulator {
   private baseUrl: string | undefined;
   /** Aborts the waits of slow faults when the simulator stops. */
   private stopping = new AbortController();
+  /** Resumes calls held by a `hold` fault (release()). */
+  private readonly held: (() => void)[] = [];
 
   constructor(options: GatewaySimulatorOptions = {}) {
     this.authHeader = (options.authHeader ?? 'x-admin-key').toLowerCase();
@@ -102,7 +104,7 @@ export class GatewaySimulator {
     return this.baseUrl;
   }
 
-  /** Stops listening, cuts open connections (keep-alive ones too) and abandons calls held by slow faults. */
+  /** Stops listening, cuts open connections (keep-alive ones too) and abandons calls held by slow and hold faults. */
   async stop(): Promise<void> {
     const server = this.server;
     if (!server) return;
@@ -110,6 +112,7 @@ export class GatewaySimulator {
     this.baseUrl = undefined;
     this.stopping.abort();
     this.stopping = new AbortController();
+    this.held.length = 0;
     await new Promise<void>((resolve, reject) => {
       server.close((error) => (error ? reject(error) : resolve()));
       server.closeAllConnections();
@@ -146,6 +149,13 @@ export class GatewaySimulator {
 
   faults(): ActiveFault[] {
     return this.faultBoard.list();
+  }
+
+  /** Lets every call held by a `hold` fault go on (handled normally); returns how many there were. */
+  release(): number {
+    const held = this.held.splice(0);
+    for (const resume of held) resume();
+    return held.length;
   }
 
   getUser(userId: string): UserQuota {
@@ -258,6 +268,19 @@ export class GatewaySimulator {
           return;
         }
         break;
+      case 'hold': {
+        const signal = this.stopping.signal;
+        const released = await new Promise<boolean>((resolve) => {
+          if (signal.aborted) return resolve(false);
+          signal.addEventListener('abort', () => resolve(false), { once: true });
+          this.held.push(() => resolve(true));
+        });
+        if (!released) {
+          drop(req, call);
+          return;
+        }
+        break;
+      }
     }
 
     const result = this.runGatewayCall(route, method, params, call.authorized, isForm);

@@ -77,6 +77,8 @@ function route(
     case 'POST /reset':
       simulator.reset();
       return OK;
+    case 'POST /release':
+      return { status: 200, body: { released: simulator.release() } };
   }
   const user = /^\/users\/([^/]+)$/.exec(path);
   if (user) {

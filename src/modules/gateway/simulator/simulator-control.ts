@@ -63,6 +63,11 @@ export class GatewaySimulatorControl {
     await this.request('POST', 'reset');
   }
 
+  /** Lets the calls held by a `hold` fault go on; returns how many there were. */
+  async release(): Promise<number> {
+    return (await this.request<{ released: number }>('POST', 'release')).released;
+  }
+
   async getUser(userId: string): Promise<UserQuota> {
     return quotaFromJson(await this.request<UserQuotaJson>('GET', `users/${encodeURIComponent(userId)}`));
   }

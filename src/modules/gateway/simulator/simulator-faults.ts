@@ -4,6 +4,8 @@ import { type GatewayOperation, isGatewayOperation } from '../gateway.operations
  * Failure modes the simulator can switch on per route, to test the client's retry and ambiguity rules:
  * - status: answer this HTTP status without applying anything;
  * - slow: wait, then handle the call normally (the change is applied even if the client gave up);
+ * - hold: wait until the test releases held calls (`release()`), then handle the call normally — for
+ *   tests that need a call in flight while something else happens, without depending on timing;
  * - drop: close the connection without answering; nothing applied;
  * - applied-then-drop: apply the change, then close without answering ("applied, answer lost");
  * - applied-then-status: apply the change, then answer this status anyway;
@@ -13,6 +15,7 @@ import { type GatewayOperation, isGatewayOperation } from '../gateway.operations
 export type SimulatorFault =
   | { kind: 'status'; status: number }
   | { kind: 'slow'; delayMs: number }
+  | { kind: 'hold' }
   | { kind: 'drop' }
   | { kind: 'applied-then-drop' }
   | { kind: 'applied-then-status'; status: number }
@@ -32,6 +35,7 @@ export type ActiveFault = SimulatorFault & { route: FaultRoute; remaining: numbe
 const FAULT_KINDS: readonly FaultKind[] = [
   'status',
   'slow',
+  'hold',
   'drop',
   'applied-then-drop',
   'applied-then-status',
@@ -101,7 +105,7 @@ export function parseFaultRequest(input: unknown): { route: FaultRoute; spec: Fa
       fault = { kind: 'success-false', message: body.message };
       break;
     default:
-      fault = { kind: kind as 'drop' | 'applied-then-drop' | 'non-json' };
+      fault = { kind: kind as 'hold' | 'drop' | 'applied-then-drop' | 'non-json' };
   }
   return { route, spec: times === undefined ? fault : { ...fault, times } };
 }
