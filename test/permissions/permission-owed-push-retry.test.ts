@@ -175,32 +175,44 @@ describe('pushes owed after a recompute (the employee sync backstop)', () => {
     });
   });
 
-  it('a sync whose recompute fails still sends pending removal pushes and owed pushes', async () => {
+  it('a sync whose recompute fails changes nothing; the next one mirrors, recomputes and sends what is owed', async () => {
     await api.whitelist({ user: { employeeNumber: 'E002' }, models: ['own'] });
     hr.t.simulator.setFault('setModels', { kind: 'status', status: 503 });
     await api.whitelist({ user: { employeeNumber: 'E001' }, models: ['m1'] });
     // E002's removal push fails too: it stays in permission_removal_push.
-    await syncWith(SMALL_EMPLOYEES.filter((employee) => employee.badge !== 'E002'));
+    const without = SMALL_EMPLOYEES.filter((employee) => employee.badge !== 'E002');
+    await syncWith(without);
     hr.t.simulator.clearFaults();
     hr.t.simulator.clearCalls();
 
     // A real database failure in the next sync's recompute: a new employee's effective record
-    // cannot be written.
+    // cannot be written. The recompute runs in the sync's transaction, so the sync fails whole: the
+    // mirror does not get E009 (it would otherwise have E009 with no effective records, and later
+    // syncs would see nothing to recompute).
     const em = hr.em();
     await em.execute(`create or replace function refuse_e009() returns trigger language plpgsql as $$
       begin if new.employee_number = 'E009' then raise exception 'refused for the test'; end if; return new; end $$`);
     await em.execute(`create trigger refuse_e009 before insert on effective_permissions
       for each row execute function refuse_e009()`);
+    const withNewHire = [...without, emp('E009', 'New Hire', 3)];
     try {
-      const without = SMALL_EMPLOYEES.filter((employee) => employee.badge !== 'E002');
-      const result = await syncWith([...without, emp('E009', 'New Hire', 3)]);
-      expect(result.changes.added).toEqual(['E009']);
+      await expect(syncWith(withNewHire)).rejects.toThrow(/^HR_SYNC_FAILED/);
+      expect(await em.execute(`select 1 from employee_department where employee_number = 'E009'`)).toEqual([]);
+      expect(permissionCalls(hr.t.simulator)).toEqual([]);
     } finally {
       await em.execute('drop trigger if exists refuse_e009 on effective_permissions');
       await em.execute('drop function if exists refuse_e009()');
     }
 
-    expect(modelPushes(hr.t.simulator).sort()).toEqual([
+    // The next sync does it all: E009 mirrored and recomputed, and what earlier syncs left owed sent.
+    const result = await syncWith(withNewHire);
+    expect(result.changes.added).toEqual(['E009']);
+    expect(await em.execute(`select 1 from effective_permissions where employee_number = 'E009'`)).toHaveLength(1);
+    expect(
+      modelPushes(hr.t.simulator)
+        .filter(([key]) => key !== 'E009')
+        .sort(),
+    ).toEqual([
       ['E001', ['m1']],
       ['E002', []],
     ]);

@@ -24,18 +24,25 @@ const SYNC_CAUSE: RecomputeCause = {
  *   written to the permission_removal_push outbox; employees HR brings back lose any push still
  *   pending for them (it would clear what their recompute decides), and their new effective records
  *   start from what the gateway was last told;
- * - after the commit (of every sync, changed or not): added, moved and renamed employees are
- *   recomputed and pushed per §6, together with every pending removal push — this sync's and those
+ *   then added, moved and renamed employees are recomputed (same transaction);
+ * - after the commit (of every sync, changed or not): the recompute's pushes are sent per §6,
+ *   together with every pending removal push — this sync's and those
  *   a failed call or a crash left behind, which is how they are retried — and every push §6 still
  *   owes for an effective record (a recompute's push that failed or was lost after its commit).
- * Everything owed travels through the database, so a rolled-back sync drops it and a committed one
- * keeps it.
+ * What is owed lives in the database (effective records against what the gateway was last told, and
+ * the outbox), so a rolled-back sync drops it, a committed one keeps it, and the next sync's backstop
+ * sends what a crash after a commit lost.
  */
 export class PermissionSyncListener implements EmployeeChangeListener {
+  /**
+   * The pushes of the recompute made in beforeCommit, handed to afterCommit by the `changes` object
+   * (the sync passes the same one to both); a rolled-back sync never reaches afterCommit.
+   */
+  private readonly recomputePushes = new WeakMap<EmployeeChanges, PushTask[]>();
+
   constructor(private readonly permissions: PermissionService) {}
 
   async beforeCommit(em: EntityManager, changes: EmployeeChanges): Promise<void> {
-    if (changes.added.length === 0 && changes.moved.length === 0 && changes.removed.length === 0) return;
     await lockPermissions(em);
     const now = this.permissions.clock.now();
     const subjects = this.permissions.subjects;
@@ -52,6 +59,22 @@ export class PermissionSyncListener implements EmployeeChangeListener {
     }));
     await insertAudits(em, clearedAudits, now);
 
+    await this.removeEmployees(em, changes, now);
+
+    // Recomputed in the sync's own transaction: the mirror and the effective records commit together,
+    // so a failing recompute fails the sync (nothing changed; the next sync does it all) instead of
+    // leaving employees the mirror already has with stale effective records. The pushes go after the
+    // commit; if they are lost (a crash), the next sync's backstop finds them owed.
+    const changed = [...new Set([...changes.added, ...changes.moved, ...changes.renamed])];
+    if (changed.length > 0) {
+      const recomputed = await this.permissions.subjects.forEmployeeNumbers(em, changed);
+      this.recomputePushes.set(changes, await this.permissions.recompute(em, recomputed, SYNC_CAUSE));
+    }
+  }
+
+  /** Removed employees: settings and effective records deleted, audited, and the pushes they are owed recorded. */
+  private async removeEmployees(em: EntityManager, changes: EmployeeChanges, now: Date): Promise<void> {
+    const subjects = this.permissions.subjects;
     const removedKeys = await subjects.keysOfEmployeeNumbers(changes.removed.map((entry) => entry.employeeNumber));
     if (removedKeys.length === 0) return;
     const settings = {
@@ -95,17 +118,10 @@ export class PermissionSyncListener implements EmployeeChangeListener {
 
   async afterCommit(em: EntityManager, changes: EmployeeChanges): Promise<void> {
     const log = this.permissions.logger;
-    const changed = [...new Set([...changes.added, ...changes.moved, ...changes.renamed])];
-    // Each step on its own: a recompute that fails must not keep what earlier syncs left owed from
-    // being sent. (It committed nothing, so the backstop below has nothing of it to push.)
-    const tasks = await attempt(log, 'recompute after employee sync failed', [] as PushTask[], async () => {
-      if (changed.length === 0) return [];
-      return em.transactional(async (tx) => {
-        await lockPermissions(tx);
-        const subjects = await this.permissions.subjects.forEmployeeNumbers(tx, changed);
-        return this.permissions.recompute(tx, subjects, SYNC_CAUSE);
-      });
-    });
+    const tasks = this.recomputePushes.get(changes) ?? [];
+    this.recomputePushes.delete(changes);
+    const recomputed = changes.added.length + changes.moved.length + changes.renamed.length;
+    // Each step on its own: one that fails must not keep the others' pushes from being sent.
     const removals = await attempt(log, 'could not list pending removal pushes', [] as PushTask[], () =>
       this.permissions.pendingRemovalPushes(em),
     );
@@ -116,11 +132,11 @@ export class PermissionSyncListener implements EmployeeChangeListener {
       this.permissions.owedPushes(em, tasks),
     );
     const all = [...tasks, ...removals, ...retries];
-    if (all.length === 0 && changed.length === 0 && changes.removed.length === 0) return;
+    if (all.length === 0 && recomputed === 0 && changes.removed.length === 0) return;
     const summary = await this.permissions.push(all);
     log.info(
       {
-        recomputed: changed.length,
+        recomputed,
         removed: changes.removed.length,
         removalPushes: removals.length,
         owedPushRetries: retries.length,
