@@ -1,21 +1,42 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { AppConfig } from './config.js';
 import { startEmbeddedPostgres } from './db/embedded-postgres.js';
 import type { Logger } from './logger.js';
 import { startHrSimulatorForEmbedded } from './modules/employees/hr-simulator.js';
 import { GatewaySimulator } from './modules/gateway/simulator/gateway-simulator.js';
+import type { StateSnapshot } from './modules/gateway/simulator/simulator-state.js';
 
 /**
  * Embedded mode: what `npm start` does when nothing is configured. The parts that are not
  * configured are provided here — a PostgreSQL under DATA_DIR, the gateway simulator on a free
  * loopback port, and secrets kept in DATA_DIR/secrets.json (so tokens and vouchers survive a
- * restart) — and the config is completed with them.
+ * restart) — and the config is completed with them. The simulator's counters are saved to
+ * DATA_DIR/gateway-simulator.json at a clean stop and restored at the next start.
  */
 
 export const EMBEDDED_DATABASE_NAME = 'quota_manager';
+
+/** The embedded gateway simulator's counters and permissions, saved at a clean stop (DATA_DIR). */
+const SIMULATOR_STATE_FILE = 'gateway-simulator.json';
+
+async function restoreSimulator(simulator: GatewaySimulator, file: string, logger: Logger): Promise<void> {
+  if (!existsSync(file)) return;
+  try {
+    simulator.restore(JSON.parse(await readFile(file, 'utf8')) as StateSnapshot);
+  } catch (error) {
+    // A damaged file costs the demo its gateway counters, not the start: quota sync can set totals again.
+    logger.warn({ err: error, file }, 'could not restore the gateway simulator; it starts empty');
+  }
+}
+
+async function saveSimulator(simulator: GatewaySimulator, file: string): Promise<void> {
+  // Written aside and renamed, so a stop interrupted mid-write never leaves half a file.
+  await writeFile(`${file}.tmp`, JSON.stringify(simulator.snapshot()));
+  await rename(`${file}.tmp`, file);
+}
 
 export interface EmbeddedRuntime {
   config: AppConfig;
@@ -123,8 +144,13 @@ export async function prepareEmbeddedRuntime(
         authHeader: config.gateway.authHeader,
         authValue: config.gateway.authValue,
       });
+      // Beside the embedded database its counters are the other half of the ledger's state (the
+      // invariant total = Σ VALID), so they are kept with it across restarts.
+      const stateFile = config.embeddedDatabase ? path.join(dataDir, SIMULATOR_STATE_FILE) : null;
+      if (stateFile) await restoreSimulator(simulator, stateFile, logger);
       config.gateway.url = await simulator.start(0, '127.0.0.1');
       stops.push(() => simulator.stop());
+      if (stateFile) stops.push(() => saveSimulator(simulator, stateFile));
       started.gatewaySimulator = true;
     }
 

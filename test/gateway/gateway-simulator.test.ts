@@ -242,6 +242,16 @@ describe('GatewaySimulator faults', () => {
     },
   );
 
+  it('restore() puts back a snapshot (the embedded mode keeps one across restarts)', async () => {
+    const source = new GatewaySimulator();
+    source.setUser('u1', { total: 1_250, used: 3 });
+    source.setEmployee('E1', { models: ['m'], starCheck: true, starredProjects: 'a,b' });
+    const copy = new GatewaySimulator();
+    copy.setUser('stale', { total: 1 });
+    copy.restore(JSON.parse(JSON.stringify(source.snapshot())));
+    expect(copy.snapshot()).toEqual(source.snapshot());
+  });
+
   it('reset() forgets state, faults and calls', async () => {
     simulator.setUser('u1', { total: 100 });
     simulator.setEmployee('E1', { models: ['m'] });

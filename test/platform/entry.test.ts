@@ -9,8 +9,8 @@ import { freePort } from '../../src/db/embedded-postgres.js';
 /**
  * The real entry point in embedded mode (SPEC §1, §9, §10): nothing configured, so it starts its own
  * PostgreSQL and gateway simulator, prints a banner with playground tokens that work, warns when
- * AUTH_VERIFY=false (set here through a .env file), and exits 0 on SIGTERM and SIGINT. Run with tsx in an
- * empty folder.
+ * AUTH_VERIFY=false (set here through a .env file), keeps the gateway simulator's counters across a
+ * restart, and exits 0 on SIGTERM and SIGINT. Run with tsx in an empty folder.
  */
 
 const PROJECT_ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -69,6 +69,18 @@ async function stopServer(server: Server): Promise<number | null> {
   return server.exit;
 }
 
+async function graphql(port: number, token: string, query: string): Promise<unknown> {
+  const response = await fetch(`http://127.0.0.1:${port}/graphql`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+    body: JSON.stringify({ query }),
+  });
+  return response.json();
+}
+
+/** The first start's admin token: the later starts use the same data directory (and secrets). */
+let adminToken = '';
+
 function logLines(stdout: string): { level: number; msg: string }[] {
   return stdout
     .split('\n')
@@ -92,16 +104,21 @@ describe('npm start in embedded mode', () => {
       expect(health.status).toBe(200);
       expect(await health.json()).toMatchObject({ status: 'ok', database: true });
 
-      const ask = async (token: string) => {
-        const response = await fetch(`http://127.0.0.1:${port}/graphql`, {
-          method: 'POST',
-          headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
-          body: JSON.stringify({ query: '{ viewer { userId isAdmin name } }' }),
-        });
-        return (await response.json()) as { data: { viewer: { isAdmin: boolean; name: string } } };
-      };
+      const ask = async (token: string) =>
+        (await graphql(port, token, '{ viewer { userId isAdmin name } }')) as {
+          data: { viewer: { isAdmin: boolean; name: string } };
+        };
       expect((await ask(admin!)).data.viewer).toMatchObject({ isAdmin: true, name: 'Demo Admin' });
       expect((await ask(user!)).data.viewer).toMatchObject({ isAdmin: false, name: 'Demo User' });
+
+      // A gateway counter, for the next start to find (the embedded simulator keeps them in DATA_DIR).
+      adminToken = admin!;
+      const set = await graphql(
+        port,
+        adminToken,
+        'mutation { setGatewayQuota(counter: USED, userId: "keep-me", value: 12.5) { usedQuota } }',
+      );
+      expect(set).toEqual({ data: { setGatewayQuota: { usedQuota: 12.5 } } });
     } finally {
       const exitCode = await stopServer(server);
       expect(exitCode).toBe(0);
@@ -122,6 +139,10 @@ describe('npm start in embedded mode', () => {
       expect(warning?.msg).toMatch(/decoded, not verified/);
       expect(stdout).not.toMatch(/admin: \S+/);
       expect((await fetch(`http://127.0.0.1:${port}/health`)).status).toBe(200);
+      // The gateway simulator's counters came back with the data directory.
+      expect(await graphql(port, adminToken, '{ gatewayQuota(userId: "keep-me") { usedQuota } }')).toEqual({
+        data: { gatewayQuota: { usedQuota: 12.5 } },
+      });
     } finally {
       server.child.kill('SIGINT');
       expect(await server.exit).toBe(0);

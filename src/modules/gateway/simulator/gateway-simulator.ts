@@ -178,6 +178,13 @@ export class GatewaySimulator {
     return this.state.snapshot();
   }
 
+  /** Replaces the counters and permissions with a snapshot's (faults and recorded calls stay). */
+  restore(snapshot: StateSnapshot): void {
+    this.state.reset();
+    for (const [userId, quota] of Object.entries(snapshot.users)) this.state.setUser(userId, quota);
+    for (const [number, permissions] of Object.entries(snapshot.employees)) this.state.setEmployee(number, permissions);
+  }
+
   /** Forgets all state, faults and recorded calls. */
   reset(): void {
     this.state.reset();
