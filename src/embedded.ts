@@ -50,10 +50,20 @@ interface StoredSecrets {
   voucherSigningKey: string;
 }
 
-/** DATA_DIR/runtime.json tells tools (`npm run seed`, `npm run token`) where a running server's database is. */
+/**
+ * DATA_DIR/runtime.json tells tools (`npm run seed`) where a running server's database is, and its
+ * embedded gateway simulator, so what they grant reaches the gateway the server reads.
+ */
 interface RuntimeFile {
   pid: number;
   databaseUrl: string;
+  gatewayUrl: string | null;
+}
+
+export interface RunningServer {
+  databaseUrl: string;
+  /** The running server's embedded gateway simulator; null when it uses a configured gateway. */
+  gatewayUrl: string | null;
 }
 
 function withDatabase(url: string, database: string): string {
@@ -85,21 +95,27 @@ function processAlive(pid: number): boolean {
   }
 }
 
-/** The database URL of a server running on this data directory, if one runs. */
-export async function runningServerDatabase(dataDir: string): Promise<string | null> {
+/** The server running on this data directory, if one runs. */
+export async function runningServer(dataDir: string): Promise<RunningServer | null> {
   const file = path.join(dataDir, 'runtime.json');
   if (!existsSync(file)) return null;
   try {
     const runtime = JSON.parse(await readFile(file, 'utf8')) as RuntimeFile;
-    return processAlive(runtime.pid) ? runtime.databaseUrl : null;
+    if (!processAlive(runtime.pid)) return null;
+    return { databaseUrl: runtime.databaseUrl, gatewayUrl: runtime.gatewayUrl ?? null };
   } catch {
     return null;
   }
 }
 
 export interface EmbeddedOptions {
-  /** Start the gateway simulator when AIGATEWAY_URL is unset (the server does; tools do not need it). */
+  /**
+   * Start the gateway simulator when AIGATEWAY_URL is unset. The server does; so does `npm run seed`
+   * with no server running, so that its grants land in the simulator state the next start restores.
+   */
   gatewaySimulator: boolean;
+  /** Start the HR simulator when HR sync is on without HR URLs (the server only). */
+  hrSimulator: boolean;
   /** Write DATA_DIR/runtime.json so tools can find the database. */
   announce: boolean;
 }
@@ -107,7 +123,7 @@ export interface EmbeddedOptions {
 export async function prepareEmbeddedRuntime(
   base: AppConfig,
   logger: Logger,
-  options: EmbeddedOptions = { gatewaySimulator: true, announce: true },
+  options: EmbeddedOptions = { gatewaySimulator: true, hrSimulator: true, announce: true },
 ): Promise<EmbeddedRuntime> {
   const stops: (() => Promise<void>)[] = [];
   const config: AppConfig = structuredClone(base);
@@ -127,14 +143,6 @@ export async function prepareEmbeddedRuntime(
         if (needsSecret) config.auth.jwtSecret = secrets.jwtSecret;
         config.voucherSigningKey ??= secrets.voucherSigningKey;
         started.generatedSecrets = created;
-      }
-      if (options.announce) {
-        const runtimeFile = path.join(dataDir, 'runtime.json');
-        await writeFile(
-          runtimeFile,
-          JSON.stringify({ pid: process.pid, databaseUrl: config.databaseUrl } satisfies RuntimeFile),
-        );
-        stops.push(() => rm(runtimeFile, { force: true }));
       }
     }
 
@@ -157,7 +165,7 @@ export async function prepareEmbeddedRuntime(
     // HR sync switched on without an HR system, in the embedded demo set-up only: serve the demo
     // organisation, encrypted like HR does. With a real database main.ts refuses to start instead, so
     // a forgotten HR_EMPLOYEES_URL never mirrors (and pushes permissions for) demo employees.
-    if (config.embeddedDatabase && config.hr.enabled && config.hr.employeesUrl === null && options.gatewaySimulator) {
+    if (config.embeddedDatabase && config.hr.enabled && config.hr.employeesUrl === null && options.hrSimulator) {
       const hr = await startHrSimulatorForEmbedded(config);
       Object.assign(config.hr, {
         employeesUrl: hr.employeesUrl,
@@ -168,6 +176,18 @@ export async function prepareEmbeddedRuntime(
       stops.push(() => hr.stop());
       started.hrSimulator = true;
     }
+
+    // Last, once every URL is known; removed first at stop.
+    if (config.embeddedDatabase && options.announce) {
+      const runtimeFile = path.join(dataDir, 'runtime.json');
+      const runtime: RuntimeFile = {
+        pid: process.pid,
+        databaseUrl: config.databaseUrl!,
+        gatewayUrl: started.gatewaySimulator ? config.gateway.url : null,
+      };
+      await writeFile(runtimeFile, JSON.stringify(runtime));
+      stops.push(() => rm(runtimeFile, { force: true }));
+    }
   } catch (error) {
     for (const stop of stops.reverse()) await stop().catch(() => undefined);
     throw error;
@@ -177,7 +197,7 @@ export async function prepareEmbeddedRuntime(
     config,
     started,
     async stop() {
-      // Last started, first stopped: the runtime file goes before the database.
+      // Last started, first stopped: the runtime file goes first, the database last.
       for (const stop of [...stops].reverse()) {
         await stop().catch((error) => logger.warn({ err: error }, 'failed to stop an embedded part'));
       }

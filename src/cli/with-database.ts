@@ -4,13 +4,14 @@ import type { MikroORM } from '@mikro-orm/postgresql';
 import type { AppConfig } from '../config.js';
 import { loadConfig } from '../config.js';
 import { migrate, openMainOrm } from '../db/orm.js';
-import { prepareEmbeddedRuntime, runningServerDatabase } from '../embedded.js';
+import { loadOrCreateSecrets, prepareEmbeddedRuntime, runningServer } from '../embedded.js';
 import { createLogger } from '../logger.js';
 
 /**
  * Runs a tool against the server's database: DATABASE_URL when set; otherwise the embedded
- * database of a running `npm start` (found through DATA_DIR/runtime.json), or the embedded cluster
- * started here for the duration of the tool. Migrations are applied first.
+ * database of a running `npm start` (found through DATA_DIR/runtime.json) and its gateway simulator,
+ * or the embedded cluster and simulator started here for the duration of the tool (the simulator's
+ * counters are saved for the next `npm start`). Migrations are applied first.
  */
 export async function withDatabase<T>(work: (orm: MikroORM, config: AppConfig) => Promise<T>): Promise<T> {
   if (existsSync('.env')) process.loadEnvFile('.env');
@@ -19,11 +20,20 @@ export async function withDatabase<T>(work: (orm: MikroORM, config: AppConfig) =
   let config = baseConfig;
   let stopRuntime = async () => {};
   if (baseConfig.embeddedDatabase) {
-    const running = await runningServerDatabase(path.resolve(baseConfig.dataDir));
+    const dataDir = path.resolve(baseConfig.dataDir);
+    const running = await runningServer(dataDir);
     if (running) {
-      config = { ...baseConfig, databaseUrl: running };
+      const gateway = { ...baseConfig.gateway, url: baseConfig.gateway.url ?? running.gatewayUrl };
+      // The server signs vouchers with the embedded key unless one is configured; so do the tools.
+      const voucherSigningKey =
+        baseConfig.voucherSigningKey ?? (await loadOrCreateSecrets(dataDir)).secrets.voucherSigningKey;
+      config = { ...baseConfig, databaseUrl: running.databaseUrl, gateway, voucherSigningKey };
     } else {
-      const runtime = await prepareEmbeddedRuntime(baseConfig, logger, { gatewaySimulator: false, announce: false });
+      const runtime = await prepareEmbeddedRuntime(baseConfig, logger, {
+        gatewaySimulator: true,
+        hrSimulator: false,
+        announce: false,
+      });
       config = runtime.config;
       stopRuntime = () => runtime.stop();
     }

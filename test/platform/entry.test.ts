@@ -51,6 +51,33 @@ function startServer(env: Record<string, string>): Server {
   return { child, output: () => ({ stdout, stderr }), exit };
 }
 
+/** `npm run seed` in the test folder: resolves with its exit code and output. */
+async function runSeed(env: Record<string, string> = {}): Promise<{ code: number | null; output: string }> {
+  const child = spawn(
+    path.join(PROJECT_ROOT, 'node_modules/.bin/tsx'),
+    ['--tsconfig', path.join(PROJECT_ROOT, 'tsconfig.json'), path.join(PROJECT_ROOT, 'src/cli/seed.ts')],
+    { cwd, env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? cwd, DATA_DIR: '.data', ...env } },
+  );
+  let output = '';
+  child.stdout.on('data', (chunk) => {
+    output += chunk;
+  });
+  child.stderr.on('data', (chunk) => {
+    output += chunk;
+  });
+  const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+  return { code, output };
+}
+
+/** The demo user's gateway total and batches, as myQuota answers them. */
+async function demoUserQuota(port: number, userToken: string): Promise<{ total: number; batches: number }> {
+  const answer = (await graphql(port, userToken, '{ myQuota { totalQuota batches { amount } } }')) as {
+    data: { myQuota: { totalQuota: number; batches: { amount: number }[] } };
+  };
+  const { totalQuota, batches } = answer.data.myQuota;
+  return { total: totalQuota, batches: batches.reduce((sum, batch) => sum + batch.amount, 0) };
+}
+
 async function waitForBanner(server: Server, timeoutMs = 45_000): Promise<string> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
@@ -150,6 +177,42 @@ describe('npm start in embedded mode', () => {
     }
     expect(logLines(server.output().stdout).some((line) => line.msg === 'stopped')).toBe(true);
   }, 90_000);
+
+  it('npm run seed with no server running: the next start serves gateway totals that match the seeded batches', async () => {
+    const seeded = await runSeed();
+    expect(seeded.code, seeded.output).toBe(0);
+    expect(seeded.output).toMatch(/seeded \d+ demo grants for \d+ demo users\n/);
+    const port = await freePort();
+    const server = startServer({ PORT: String(port) });
+    try {
+      const stdout = await waitForBanner(server);
+      const user = /user: {2}(\S+)/.exec(stdout)![1]!;
+      const quota = await demoUserQuota(port, user);
+      expect(quota.batches).toBeGreaterThan(0);
+      expect(quota.total).toBe(quota.batches);
+    } finally {
+      expect(await stopServer(server)).toBe(0);
+    }
+  }, 120_000);
+
+  it("npm run seed while the server runs: its grants reach that server's gateway simulator at once", async () => {
+    // A data directory of its own, never seeded.
+    const env = { DATA_DIR: '.data-running' };
+    const port = await freePort();
+    const server = startServer({ PORT: String(port), ...env });
+    try {
+      const stdout = await waitForBanner(server);
+      const user = /user: {2}(\S+)/.exec(stdout)![1]!;
+      expect(await demoUserQuota(port, user)).toEqual({ total: 0, batches: 0 });
+      const seeded = await runSeed(env);
+      expect(seeded.code, seeded.output).toBe(0);
+      const quota = await demoUserQuota(port, user);
+      expect(quota.batches).toBeGreaterThan(0);
+      expect(quota.total).toBe(quota.batches);
+    } finally {
+      expect(await stopServer(server)).toBe(0);
+    }
+  }, 120_000);
 
   it('refuses to start with HR sync on, a real database and no HR URLs (no demo organisation in production)', async () => {
     const server = startServer({
