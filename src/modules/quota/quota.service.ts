@@ -305,8 +305,8 @@ export class QuotaService {
   private async isStar(userId: string): Promise<boolean | null> {
     const required = this.config.githubStarRequiredRepo;
     if (!required) return null;
-    const user = await this.directory.findById(userId);
-    return starredProjects(user?.githubStar).includes(required);
+    const stars = await this.directory.findGithubStars([userId]);
+    return starredProjects(stars.get(userId)).includes(required);
   }
 
   /**
