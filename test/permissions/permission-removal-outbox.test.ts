@@ -48,6 +48,8 @@ beforeEach(async () => {
 
 afterEach(() => {
   hr.t.simulator.clearFaults();
+  // A test that failed while a push was held must not leave it holding its locks into the next test.
+  hr.t.simulator.release();
 });
 
 async function syncWith(employees: typeof SMALL_EMPLOYEES) {
@@ -262,24 +264,61 @@ describe('pushes owed for removed employees (permission_removal_push)', () => {
     expect(permissionCalls(hr.t.simulator)).toEqual([]);
   });
 
+  it('a push that failed ambiguously (it may have landed) is cleared at removal: the sync owes [] for the value', async () => {
+    // Every attempt of E002's push is applied and then answered 503: the admin change reports the
+    // failure, "last told" stays null, yet the gateway holds ['x'].
+    const attempts = hr.t.app.services.config.gateway.retries + 1;
+    hr.t.simulator.setFault('setModels', { kind: 'applied-then-status', status: 503, times: attempts });
+    await api.whitelist({ user: { employeeNumber: 'E002' }, models: ['x'] });
+    expect(hr.t.simulator.getEmployee('E002').models).toEqual(['x']);
+    const [told] = await hr
+      .em()
+      .execute<{ notified_models: string | null }[]>(
+        `select notified_models from effective_permissions where employee_number = 'E002'`,
+      );
+    expect(told?.notified_models).toBeNull();
+
+    await syncWith(WITHOUT_E002);
+    expect(hr.t.simulator.getEmployee('E002').models).toEqual([]);
+    expect(modelPushes(hr.t.simulator).at(-1)).toEqual(['E002', []]);
+    expect(await outbox()).toEqual([]);
+    const owed = await removalPushAudits('E002');
+    expect(owed.map((node) => node.details)).toEqual([
+      expect.objectContaining({ kind: 'MODEL', lastNotified: ['x'], gatewayNotified: true, pushedValue: [] }),
+    ]);
+  });
+
   it('a push in flight while a sync removes its employee is followed by the removal push it now owes', async () => {
-    // E002 has never been told anything. The simulator holds the next setModels call until the test
-    // releases it, while the sync removes E002: the sync's delete sees "last told" null, so it owes
-    // no removal push, and the held push then lands ['x'] for an employee who no longer exists.
+    // E002 has never been told anything. The simulator holds the push of ['x'] until the test releases
+    // it; meanwhile the whitelist is cleared (nothing to push: never told, empty) and the sync removes
+    // E002: its delete finds [] and "last told" null, so it owes nothing — and the held push then lands
+    // ['x'] for an employee who no longer exists.
     hr.t.simulator.setFault('setModels', { kind: 'hold', times: 1 });
     const change = api.whitelist({ user: { employeeNumber: 'E002' }, models: ['x'] });
     await until('the push of [x] to reach the gateway', () =>
       hr.t.simulator.calls({ route: 'setModels', outcome: 'pending' }).some((c) => c.params.employee_number === 'E002'),
     );
+    // The clear commits at once; its push (re-checked under the push lock: nothing to tell) waits for
+    // the held one, so it is not awaited here.
+    const clearing = api.whitelist({ user: { employeeNumber: 'E002' }, models: [] });
+    await until('the cleared whitelist to be committed', async () => {
+      const [row] = await hr
+        .em()
+        .execute<{ effective_models: string }[]>(
+          `select effective_models from effective_permissions where employee_number = 'E002'`,
+        );
+      return row?.effective_models === '';
+    });
     const result = await syncWith(WITHOUT_E002);
     expect(result.changes.removed).toEqual([{ employeeNumber: 'E002' }]);
     // The race did happen (otherwise the test proves nothing): the sync committed while the push was
-    // held, and its delete found "last told" still null.
+    // held, and it owed no removal push.
     expect(hr.t.simulator.calls({ route: 'setModels' }).map((call) => call.outcome)).toEqual(['pending']);
     const [removed] = (await api.audits({ operation: 'employee_removed', targetIdentifier: 'E002' })).nodes;
     expect(removed?.details?.lastNotified).toEqual({ MODEL: null, STAR_CHECK: null });
+    expect(await removalPushAudits('E002')).toEqual([]);
     expect(hr.t.simulator.release()).toBe(1);
-    await change;
+    await Promise.all([change, clearing]);
 
     // The push found E002's record gone and E002 out of the mirror: it recorded the removal push
     // the non-empty list it had just told now owes, and sent it.

@@ -25,7 +25,7 @@ export function removalPushOwed(spec: KindSpec<unknown>, lastNotified: unknown):
 export interface RemovalDebt {
   spec: KindSpec<unknown>;
   key: string;
-  /** What the gateway was last told (removalPushOwed holds for it). */
+  /** What the gateway was last told, or may hold (removalPushOwed holds for it). */
   lastNotified: unknown;
 }
 

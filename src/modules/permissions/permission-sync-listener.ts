@@ -103,12 +103,19 @@ export class PermissionSyncListener implements EmployeeChangeListener {
           lastNotified: { MODEL: toldModels, STAR_CHECK: toldStarCheck },
         },
       });
-      for (const [spec, told] of [
-        [MODEL_SPEC, toldModels],
-        [STAR_CHECK_SPEC, toldStarCheck],
+      for (const [spec, deleted] of [
+        [MODEL_SPEC, models.get(key)],
+        [STAR_CHECK_SPEC, starCheck.get(key)],
       ] as const) {
-        if (removalPushOwed(spec as KindSpec<unknown>, told)) {
-          debts.push({ spec: spec as KindSpec<unknown>, key, lastNotified: told });
+        const kind = spec as KindSpec<unknown>;
+        const told = deleted?.notified ?? null;
+        // "Where they had them": what the gateway was last told — or else the value it was meant to hold,
+        // as a push that failed ambiguously (a timeout) may have landed while "last told" stayed as it
+        // was; that value is then what the gateway may hold. A `[]` / `false` it did not need is
+        // harmless; a permission left behind is not.
+        if (removalPushOwed(kind, told)) debts.push({ spec: kind, key, lastNotified: told });
+        else if (deleted !== undefined && removalPushOwed(kind, deleted.value)) {
+          debts.push({ spec: kind, key, lastNotified: deleted.value });
         }
       }
     }

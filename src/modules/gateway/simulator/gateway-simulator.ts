@@ -185,10 +185,11 @@ export class GatewaySimulator {
     for (const [number, permissions] of Object.entries(snapshot.employees)) this.state.setEmployee(number, permissions);
   }
 
-  /** Forgets all state, faults and recorded calls. */
+  /** Forgets all state, faults and recorded calls, and lets held calls go on. */
   reset(): void {
     this.state.reset();
     this.faultBoard.clear();
+    this.release();
     this.clearCalls();
   }
 
