@@ -122,6 +122,23 @@ describe('pushes owed after a recompute (the employee sync backstop)', () => {
     expect(await retryAudits('E001')).toHaveLength(1);
   });
 
+  it('an owed push of an employee the sync itself recomputes (renamed) is sent once, by the recompute', async () => {
+    hr.t.simulator.setFault('setModels', { kind: 'status', status: 503 });
+    await api.whitelist({ user: { employeeNumber: 'E001' }, models: ['m1'] });
+    hr.t.simulator.clearFaults();
+    hr.t.simulator.clearCalls();
+
+    const renamed = SMALL_EMPLOYEES.map((employee) =>
+      employee.badge === 'E001' ? { ...employee, Name: `${employee.Name} Renamed` } : employee,
+    );
+    const result = await syncWith(renamed);
+    expect(result.changes.renamed).toEqual(['E001']);
+    // The recompute owes it too, so the backstop leaves it out: one push, and no retry audit.
+    expect(modelPushes(hr.t.simulator)).toEqual([['E001', ['m1']]]);
+    expect(await retryAudits('E001')).toEqual([]);
+    expect(await lastTold('E001')).toMatchObject({ models: 'm1' });
+  });
+
   it('a push still failing at the sync stays owed; its audit row records the failure', async () => {
     hr.t.simulator.setFault('setModels', { kind: 'status', status: 503 });
     await api.whitelist({ user: { employeeNumber: 'E001' }, models: ['m1'] });
