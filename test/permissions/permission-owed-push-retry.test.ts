@@ -2,6 +2,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { silentLogger } from '../../src/logger.js';
 import { PermissionKind } from '../../src/modules/permissions/permission.enums.js';
 import { MODEL_SPEC, QUOTA_CHECK_SPEC } from '../../src/modules/permissions/permission-kinds.js';
+import { PUSH_CONCURRENCY } from '../../src/modules/permissions/permission-pusher.js';
 import { OWED_PUSH_RETRY } from '../../src/modules/permissions/permission-recompute.js';
 import { lockPermissions } from '../../src/modules/permissions/permission-store.js';
 import { applySettingChange } from '../../src/modules/permissions/setting-change.js';
@@ -151,6 +152,37 @@ describe('pushes owed after a recompute (the employee sync backstop)', () => {
     await syncWith(SMALL_EMPLOYEES);
     expect(hr.t.simulator.getEmployee('E001').models).toEqual(['m1']);
     expect(await lastTold('E001')).toMatchObject({ models: 'm1' });
+  });
+
+  it('a gateway failing every push of a wave: the rest of the backlog waits for the next sync (audited as deferred)', async () => {
+    // 4 employees × 3 kinds owed: department settings on the root while every gateway call fails.
+    hr.t.simulator.setFault('*', { kind: 'status', status: 503 });
+    await api.whitelist({ departmentName: 'Corp', models: ['m'] });
+    await api.switchOn({ kind: 'STAR_CHECK', departmentName: 'Corp', enabled: true });
+    await api.switchOn({ kind: 'QUOTA_CHECK', departmentName: 'Corp', enabled: true });
+    hr.t.simulator.clearCalls();
+
+    await syncWith(SMALL_EMPLOYEES);
+    // One wave (PUSH_CONCURRENCY = 8) was tried, every attempt of it failed, and the other 4 were not sent.
+    const tried = new Set(
+      permissionCalls(hr.t.simulator).map((call) => `${call.route}:${call.params.employee_number}`),
+    );
+    expect(tried.size).toBe(PUSH_CONCURRENCY);
+    const audits = (await api.audits({})).nodes.filter(
+      (node) => (node.details?.cause as { operation?: string } | undefined)?.operation === OWED_PUSH_RETRY,
+    );
+    expect(audits).toHaveLength(12);
+    expect(audits.filter((node) => node.details?.deferred !== undefined)).toHaveLength(12 - PUSH_CONCURRENCY);
+    expect(audits.filter((node) => node.details?.gatewayError !== undefined)).toHaveLength(PUSH_CONCURRENCY);
+
+    // The gateway is back: the next sync sends all 12.
+    hr.t.simulator.clearFaults();
+    hr.t.simulator.clearCalls();
+    await syncWith(SMALL_EMPLOYEES);
+    expect(permissionCalls(hr.t.simulator)).toHaveLength(12);
+    for (const key of ['E001', 'E002', 'E003', 'E004']) {
+      expect(hr.t.simulator.getEmployee(key), key).toMatchObject({ models: ['m'], starCheck: true, quotaCheck: true });
+    }
   });
 
   it('a setting change committed but never pushed (the process died) is pushed by the next sync', async () => {

@@ -21,12 +21,12 @@ export interface EmployeeChanges {
  * - `beforeCommit` runs inside the sync's one transaction, after the mirror rows are written, and
  *   only when the sync changed something: delete the personal model whitelists of moved employees
  *   and the settings and effective records of removed ones there (and record what is owed for them),
- *   so the mirror and the permissions commit (or roll back) together. Throwing aborts the whole sync
- *   (HR_SYNC_FAILED, nothing changed).
+ *   and recompute the added, moved and renamed ones, so the mirror and the permissions commit (or
+ *   roll back) together. Throwing aborts the whole sync (HR_SYNC_FAILED, nothing changed).
  * - `afterCommit` runs after every committed sync — also one that changed nothing (all lists
- *   empty), so work an earlier sync left owed is retried — on a fresh EntityManager: recompute and
- *   push to the gateway. A failure there is logged; the mirror stays synced. A refused or failed
- *   sync calls neither.
+ *   empty), so work an earlier sync left owed is retried — on a fresh EntityManager: push to the
+ *   gateway. A failure there is logged; the mirror stays synced. A refused or failed sync calls
+ *   neither.
  */
 export interface EmployeeChangeListener {
   beforeCommit(em: EntityManager, changes: EmployeeChanges): Promise<void>;

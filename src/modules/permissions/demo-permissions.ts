@@ -15,8 +15,8 @@ import { applySettingChange } from './setting-change.js';
  * effectivePermission has something to show at every level. Runs after the organisation step.
  * Idempotent: a setting that already has its demo value is left alone (no audit, no recompute); each
  * change goes through applySettingChange, the same path as the API's.
- * There is no gateway during a seed: effective records are written but the gateway is never told,
- * which the push rules treat as "owed" — the server pushes them on the next recompute.
+ * The seed does not push: effective records are written but the gateway is not told, which the push
+ * rules treat as "owed" — the next employee sync's backstop (or a recompute) pushes them.
  */
 
 type DemoTarget = { department: string } | { employeeNumber: string };
@@ -79,7 +79,7 @@ export async function seedDemoPermissions(orm: MikroORM, config: AppConfig): Pro
       for (const owed of applied.tasks) {
         await patchAuditDetails(em, owed.auditId, {
           gatewayNotified: false,
-          skipped: 'seeded without a gateway; the next recompute pushes it',
+          skipped: 'seeded without a push; the next employee sync or recompute pushes it',
         });
       }
       written += 1;
