@@ -27,8 +27,13 @@ async function restoreSimulator(simulator: GatewaySimulator, file: string, logge
   try {
     simulator.restore(JSON.parse(await readFile(file, 'utf8')) as StateSnapshot);
   } catch (error) {
-    // A damaged file costs the demo its gateway counters, not the start: quota sync can set totals again.
-    logger.warn({ err: error, file }, 'could not restore the gateway simulator; it starts empty');
+    // A damaged file costs the demo its gateway counters, not the start (quota sync can set totals
+    // again); it is kept aside, not overwritten by the next save.
+    await rename(file, `${file}.damaged`).catch(() => undefined);
+    logger.warn(
+      { err: error, file, keptAs: `${file}.damaged` },
+      'could not restore the gateway simulator; it starts empty',
+    );
   }
 }
 
@@ -156,9 +161,10 @@ export async function prepareEmbeddedRuntime(
       // invariant total = Σ VALID), so they are kept with it across restarts.
       const stateFile = config.embeddedDatabase ? path.join(dataDir, SIMULATOR_STATE_FILE) : null;
       if (stateFile) await restoreSimulator(simulator, stateFile, logger);
+      // Saved after it stopped (stops run in reverse): no call can change it after the snapshot.
+      if (stateFile) stops.push(() => saveSimulator(simulator, stateFile));
       config.gateway.url = await simulator.start(0, '127.0.0.1');
       stops.push(() => simulator.stop());
-      if (stateFile) stops.push(() => saveSimulator(simulator, stateFile));
       started.gatewaySimulator = true;
     }
 

@@ -1,5 +1,5 @@
 import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
-import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -105,9 +105,6 @@ async function graphql(port: number, token: string, query: string): Promise<unkn
   return response.json();
 }
 
-/** The first start's admin token: the later starts use the same data directory (and secrets). */
-let adminToken = '';
-
 function logLines(stdout: string): { level: number; msg: string }[] {
   return stdout
     .split('\n')
@@ -137,15 +134,6 @@ describe('npm start in embedded mode', () => {
         };
       expect((await ask(admin!)).data.viewer).toMatchObject({ isAdmin: true, name: 'Demo Admin' });
       expect((await ask(user!)).data.viewer).toMatchObject({ isAdmin: false, name: 'Demo User' });
-
-      // A gateway counter, for the next start to find (the embedded simulator keeps them in DATA_DIR).
-      adminToken = admin!;
-      const set = await graphql(
-        port,
-        adminToken,
-        'mutation { setGatewayQuota(counter: USED, userId: "keep-me", value: 12.5) { usedQuota } }',
-      );
-      expect(set).toEqual({ data: { setGatewayQuota: { usedQuota: 12.5 } } });
     } finally {
       const exitCode = await stopServer(server);
       expect(exitCode).toBe(0);
@@ -153,12 +141,58 @@ describe('npm start in embedded mode', () => {
     expect(logLines(server.output().stdout).some((line) => line.msg === 'stopped')).toBe(true);
   }, 90_000);
 
+  it("keeps the gateway simulator's counters across a clean restart (DATA_DIR)", async () => {
+    const query = async (port: number, token: string, document: string) => graphql(port, token, document);
+    const first = await freePort();
+    let server = startServer({ PORT: String(first) });
+    let admin: string;
+    try {
+      admin = /admin: (\S+)/.exec(await waitForBanner(server))![1]!;
+      const set = await query(
+        first,
+        admin,
+        'mutation { setGatewayQuota(counter: USED, userId: "keep-me", value: 12.5) { usedQuota } }',
+      );
+      expect(set).toEqual({ data: { setGatewayQuota: { usedQuota: 12.5 } } });
+    } finally {
+      expect(await stopServer(server)).toBe(0);
+    }
+    const second = await freePort();
+    server = startServer({ PORT: String(second) });
+    try {
+      await waitForBanner(server);
+      // The same data directory, so the same secrets: the first start's token still verifies.
+      expect(await query(second, admin, '{ gatewayQuota(userId: "keep-me") { usedQuota } }')).toEqual({
+        data: { gatewayQuota: { usedQuota: 12.5 } },
+      });
+    } finally {
+      expect(await stopServer(server)).toBe(0);
+    }
+  }, 120_000);
+
+  it('starts with an empty gateway simulator when its saved state is damaged, and keeps the file aside', async () => {
+    const file = path.join(cwd, '.data', 'gateway-simulator.json');
+    await writeFile(file, '{ not json');
+    const port = await freePort();
+    const server = startServer({ PORT: String(port) });
+    try {
+      const stdout = await waitForBanner(server);
+      const warning = logLines(stdout).find((line) => line.level === 40 && /gateway simulator/.test(line.msg));
+      expect(warning?.msg).toMatch(/could not restore the gateway simulator/);
+      expect(await readFile(`${file}.damaged`, 'utf8')).toBe('{ not json');
+    } finally {
+      expect(await stopServer(server)).toBe(0);
+    }
+    // The clean stop saved the (empty) state anew; the damaged copy is still there to look at.
+    expect(JSON.parse(await readFile(file, 'utf8'))).toEqual({ users: {}, employees: {} });
+    await rm(`${file}.damaged`);
+  }, 90_000);
+
   it('reads .env from its folder (the environment wins), warns when AUTH_VERIFY=false, and exits 0 on SIGINT', async () => {
     const port = await freePort();
     // AUTH_VERIFY comes only from .env; its PORT loses to the environment's (Node's loadEnvFile never
     // overrides a variable that is already set), so the server answers on `port`, not on 1.
     await writeFile(path.join(cwd, '.env'), 'AUTH_VERIFY=false\nPORT=1\n');
-    // The same data directory: the second start finds its cluster and secrets.
     const server = startServer({ PORT: String(port) });
     try {
       const stdout = await waitForBanner(server);
@@ -166,10 +200,6 @@ describe('npm start in embedded mode', () => {
       expect(warning?.msg).toMatch(/decoded, not verified/);
       expect(stdout).not.toMatch(/admin: \S+/);
       expect((await fetch(`http://127.0.0.1:${port}/health`)).status).toBe(200);
-      // The gateway simulator's counters came back with the data directory.
-      expect(await graphql(port, adminToken, '{ gatewayQuota(userId: "keep-me") { usedQuota } }')).toEqual({
-        data: { gatewayQuota: { usedQuota: 12.5 } },
-      });
     } finally {
       server.child.kill('SIGINT');
       expect(await server.exit).toBe(0);
