@@ -77,17 +77,21 @@ function withDatabase(url: string, database: string): string {
   return parsed.toString();
 }
 
-export async function loadOrCreateSecrets(dataDir: string): Promise<{ secrets: StoredSecrets; created: boolean }> {
+/** The secrets embedded mode generated under DATA_DIR, or null when it never did. */
+export async function loadSecrets(dataDir: string): Promise<StoredSecrets | null> {
   const file = path.join(dataDir, 'secrets.json');
-  if (existsSync(file)) {
-    return { secrets: JSON.parse(await readFile(file, 'utf8')) as StoredSecrets, created: false };
-  }
+  return existsSync(file) ? (JSON.parse(await readFile(file, 'utf8')) as StoredSecrets) : null;
+}
+
+export async function loadOrCreateSecrets(dataDir: string): Promise<{ secrets: StoredSecrets; created: boolean }> {
+  const stored = await loadSecrets(dataDir);
+  if (stored) return { secrets: stored, created: false };
   await mkdir(dataDir, { recursive: true });
   const secrets: StoredSecrets = {
     jwtSecret: randomBytes(32).toString('base64url'),
     voucherSigningKey: randomBytes(32).toString('base64url'),
   };
-  await writeFile(file, JSON.stringify(secrets, null, 2), { mode: 0o600 });
+  await writeFile(path.join(dataDir, 'secrets.json'), JSON.stringify(secrets, null, 2), { mode: 0o600 });
   return { secrets, created: true };
 }
 

@@ -4,7 +4,7 @@ import type { MikroORM } from '@mikro-orm/postgresql';
 import type { AppConfig } from '../config.js';
 import { loadConfig } from '../config.js';
 import { migrate, openMainOrm } from '../db/orm.js';
-import { loadOrCreateSecrets, prepareEmbeddedRuntime, runningServer } from '../embedded.js';
+import { loadSecrets, prepareEmbeddedRuntime, runningServer } from '../embedded.js';
 import { createLogger } from '../logger.js';
 
 /**
@@ -24,9 +24,9 @@ export async function withDatabase<T>(work: (orm: MikroORM, config: AppConfig) =
     const running = await runningServer(dataDir);
     if (running) {
       const gateway = { ...baseConfig.gateway, url: baseConfig.gateway.url ?? running.gatewayUrl };
-      // The server signs vouchers with the embedded key unless one is configured; so do the tools.
-      const voucherSigningKey =
-        baseConfig.voucherSigningKey ?? (await loadOrCreateSecrets(dataDir)).secrets.voucherSigningKey;
+      // The server signs vouchers with the embedded key unless one is configured; so do the tools. Read,
+      // never created here: a server with a configured key has none, and a new one would not match.
+      const voucherSigningKey = baseConfig.voucherSigningKey ?? (await loadSecrets(dataDir))?.voucherSigningKey ?? null;
       config = { ...baseConfig, databaseUrl: running.databaseUrl, gateway, voucherSigningKey };
     } else {
       const runtime = await prepareEmbeddedRuntime(baseConfig, logger, {
