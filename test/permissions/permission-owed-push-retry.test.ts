@@ -1,5 +1,4 @@
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { silentLogger } from '../../src/logger.js';
 import { PermissionKind } from '../../src/modules/permissions/permission.enums.js';
 import { MODEL_SPEC, QUOTA_CHECK_SPEC } from '../../src/modules/permissions/permission-kinds.js';
 import { PUSH_CONCURRENCY } from '../../src/modules/permissions/permission-pusher.js';
@@ -9,11 +8,12 @@ import { applySettingChange } from '../../src/modules/permissions/setting-change
 import { emp, type HrTestContext, SMALL_EMPLOYEES, startHrTestApp } from '../employees/hr-support.js';
 import {
   modelPushes,
-  PERMISSION_TABLES,
   permissionApi,
   permissionCalls,
   quotaCheckPushes,
+  resetPermissionScene,
   starCheckPushes,
+  syncEmployees,
 } from './permission-support.js';
 
 /**
@@ -36,23 +36,15 @@ afterAll(async () => {
 });
 
 beforeEach(async () => {
-  await hr
-    .em()
-    .execute(
-      `truncate ${[...PERMISSION_TABLES, 'permission_removal_push', 'employee_department'].join(', ')} restart identity`,
-    );
-  hr.t.simulator.reset();
-  hr.hr.reset();
-  await syncWith(SMALL_EMPLOYEES);
+  await resetPermissionScene(hr, SMALL_EMPLOYEES);
 });
 
 afterEach(() => {
   hr.t.simulator.clearFaults();
 });
 
-async function syncWith(employees: typeof SMALL_EMPLOYEES) {
-  hr.hr.setFixture({ employees });
-  return hr.sync.sync(hr.t.app.services.orm, silentLogger());
+function syncWith(employees: typeof SMALL_EMPLOYEES) {
+  return syncEmployees(hr, employees);
 }
 
 async function lastTold(key: string) {

@@ -1,13 +1,13 @@
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { silentLogger } from '../../src/logger.js';
 import { PermissionSyncListener } from '../../src/modules/permissions/permission-sync-listener.js';
 import { type HrTestContext, SMALL_EMPLOYEES, startHrTestApp } from '../employees/hr-support.js';
 import {
   modelPushes,
-  PERMISSION_TABLES,
   permissionApi,
   permissionCalls,
+  resetPermissionScene,
   starCheckPushes,
+  syncEmployees,
 } from './permission-support.js';
 
 /**
@@ -36,14 +36,7 @@ afterAll(async () => {
 });
 
 beforeEach(async () => {
-  await hr
-    .em()
-    .execute(
-      `truncate ${[...PERMISSION_TABLES, 'permission_removal_push', 'employee_department'].join(', ')} restart identity`,
-    );
-  hr.t.simulator.reset();
-  hr.hr.reset();
-  await syncWith(WITH_E002);
+  await resetPermissionScene(hr, WITH_E002);
 });
 
 afterEach(() => {
@@ -52,9 +45,8 @@ afterEach(() => {
   hr.t.simulator.release();
 });
 
-async function syncWith(employees: typeof SMALL_EMPLOYEES) {
-  hr.hr.setFixture({ employees });
-  return hr.sync.sync(hr.t.app.services.orm, silentLogger());
+function syncWith(employees: typeof SMALL_EMPLOYEES) {
+  return syncEmployees(hr, employees);
 }
 
 /** The next sync the way an operator starts it: triggerScan(EMPLOYEE_SYNC), waited for. */

@@ -1,7 +1,9 @@
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
-import type { Logger } from '../../src/logger.js';
+import { type Logger, silentLogger } from '../../src/logger.js';
+import type { HrEmployeeRecord } from '../../src/modules/employees/hr-fixture.js';
 import type { GatewaySimulator } from '../../src/modules/gateway/simulator/gateway-simulator.js';
+import type { HrTestContext } from '../employees/hr-support.js';
 import { errorCode, type GraphqlResponse, type TestApp } from '../support/app.js';
 
 /** Every table the permissions module writes. */
@@ -191,4 +193,26 @@ export function capturingLogger(): { logger: Logger; lines: () => Record<string,
         .filter((line) => line.trim() !== '')
         .map((line) => JSON.parse(line) as Record<string, unknown>),
   };
+}
+
+/** Feeds these employees to the HR simulator and runs the app's employee sync (its result). */
+export async function syncEmployees(hr: HrTestContext, employees: readonly HrEmployeeRecord[]) {
+  hr.hr.setFixture({ employees: [...employees] });
+  return hr.sync.sync(hr.t.app.services.orm, silentLogger());
+}
+
+/**
+ * The starting point of the end-to-end permission tests (HR simulator → sync → gateway simulator):
+ * no settings, effective records, audits, outbox or mirror rows; empty simulators (held calls let go);
+ * then one sync of `employees`.
+ */
+export async function resetPermissionScene(hr: HrTestContext, employees: readonly HrEmployeeRecord[]) {
+  await hr
+    .em()
+    .execute(
+      `truncate ${[...PERMISSION_TABLES, 'permission_removal_push', 'employee_department'].join(', ')} restart identity`,
+    );
+  hr.t.simulator.reset();
+  hr.hr.reset();
+  await syncEmployees(hr, employees);
 }
