@@ -175,6 +175,25 @@ describe('transferOut: success', () => {
     );
   });
 
+  it('accepts exactly 20 items (the most SPEC §5 allows), summed per expiry', async () => {
+    const s = await scene();
+    const twenty = Array.from({ length: 20 }, (_, index) => ({ amount: 0.01, expiryDate: index % 2 ? MAY : APR }));
+    const response = await transferOut(app, s.giverToken, s.receiver, twenty);
+    expect(response.errors).toBeUndefined();
+    expect(response.data!.transferOut).toMatchObject({
+      totalAmount: 0.2,
+      items: [
+        { amount: 0.1, expiryDate: APR },
+        { amount: 0.1, expiryDate: MAY },
+      ],
+    });
+    expect(await batchesOf(app, s.giver)).toEqual([
+      { amount: 100, expiry: MAR },
+      { amount: 99.9, expiry: APR },
+      { amount: 99.9, expiry: MAY },
+    ]);
+  });
+
   it('gives identical transfers in the same second different codes, each redeemable once', async () => {
     const s = await scene();
     const items = [{ amount: 10, expiryDate: MAY }];

@@ -98,6 +98,16 @@ describe('voucher codec: round trips', () => {
     expect(codec.decode(codec.encode(payload), NOW)).toEqual(payload);
   });
 
+  it('carries 1 to 20 items: 20 decode, 21 are refused (SPEC §5)', () => {
+    const items = (count: number) =>
+      Array.from({ length: count }, (_, index) => ({
+        amount: index + 1,
+        expiryDate: new Date(Date.UTC(2027, 0, index + 1, 15, 59, 59)),
+      }));
+    expect(codec.decode(codec.encode({ ...payload, items: items(20) }), NOW).items).toEqual(items(20));
+    expect(invalidReason(codec.encode({ ...payload, items: items(21) }))).toMatch(/1 to 20 items/);
+  });
+
   it('writes amounts as Go numbers and escapes like Go', () => {
     const json = codec.serialize(payload);
     expect(json).toContain('"amount":12.5,');
