@@ -90,9 +90,13 @@ describe('createStrategy', () => {
     for (const [index, expression] of [
       '0 0 8 * * *',
       '30 8 * * 1',
-      '@daily',
-      '@hourly',
+      '@yearly',
       '@annually',
+      '@monthly',
+      '@weekly',
+      '@daily',
+      '@midnight',
+      '@hourly',
       ' 0 */5 * * * * ',
     ].entries()) {
       const created = await createStrategy(app, { name: `cron-${index}`, type: 'PERIODIC', periodicExpr: expression });
