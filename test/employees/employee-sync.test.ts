@@ -1,6 +1,7 @@
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { DomainError, ErrorCode } from '../../src/errors.js';
 import { silentLogger } from '../../src/logger.js';
+import { capturingLogger } from '../permissions/permission-support.js';
 import {
   dept,
   emp,
@@ -174,10 +175,19 @@ describe('reconciliation (SPEC §7)', () => {
       departments: [...SMALL_DEPARTMENTS, dept(7, 8, 'Loop A'), dept(8, 7, 'Loop B'), dept(9, 404, 'Orphan')],
       employees: [...SMALL_EMPLOYEES, emp('E007', 'In a loop', 7), emp('E009', 'Orphaned', 9)],
     });
-    await syncOk();
+    const { logger: capturing, lines } = capturingLogger();
+    await ctx.sync.sync(ctx.t.app.services.orm, capturing);
     const rows = await mirror(ctx.em());
     expect(rows.E007?.path).toBe('Loop B,Loop A');
     expect(rows.E009?.path).toBe('Orphan');
+    // SPEC §7: cycles and unknown parents end the walk "and are logged".
+    const warnings = lines().filter((line) => line.level === 40 && /department hierarchy/.test(String(line.msg)));
+    expect(warnings).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ kind: 'cycle' }),
+        expect.objectContaining({ kind: 'unknown-parent', departmentId: '9', parentId: '404' }),
+      ]),
+    );
   });
 
   it('reads XML-wrapped feeds the same way', async () => {

@@ -550,6 +550,14 @@ describe('gateway retry policy', () => {
     expect(classifyTransportFailure('ECONNRESET', true)).toEqual({ retryable: true, mayHaveApplied: true });
     expect(classifyTransportFailure('ECONNRESET', undefined)).toEqual({ retryable: true, mayHaveApplied: true });
     expect(classifyTransportFailure('CERT_HAS_EXPIRED', true)).toEqual({ retryable: false, mayHaveApplied: true });
+    // Name resolution fails before any connection: retried, nothing can have arrived.
+    for (const code of ['ENOTFOUND', 'EAI_AGAIN']) {
+      expect(classifyTransportFailure(code, undefined), code).toEqual({ retryable: true, mayHaveApplied: false });
+    }
+    // The other connection failures SPEC §8 retries.
+    for (const code of ['EPIPE', 'ENETUNREACH', 'EHOSTUNREACH', 'ECONNABORTED']) {
+      expect(classifyTransportFailure(code, true).retryable, code).toBe(true);
+    }
   });
 
   it('retries deltas only when they certainly did not arrive', () => {

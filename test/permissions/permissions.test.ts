@@ -289,6 +289,23 @@ describe('push rules', () => {
 });
 
 describe('SET, ADD and REMOVE', () => {
+  it('an empty list where none is configured is the value it already has: nothing stored, audited or pushed', async () => {
+    await insertEmployees(t, [{ number: 'E1', path: ['Corp'] }]);
+    t.simulator.clearCalls();
+    const before = (await api.audits()).totalCount;
+    expect((await api.whitelist({ departmentName: 'Corp', models: [] })).models).toEqual([]);
+    expect((await api.whitelist({ departmentName: 'Corp', models: ['x'], action: 'REMOVE' })).models).toEqual([]);
+    expect((await api.whitelist({ user: { employeeNumber: 'E1' }, models: [] })).models).toEqual([]);
+    expect((await api.audits()).totalCount).toBe(before);
+    const stored = await t.gql<{ modelWhitelist: unknown }>(
+      'query { modelWhitelist(departmentName: "Corp") { models } }',
+      {},
+      { token: t.adminToken },
+    );
+    expect(stored.data?.modelWhitelist).toBeNull();
+    expect(permissionCalls(t.simulator)).toEqual([]);
+  });
+
   it('edit the list in order and return it; the stored setting reads back the same', async () => {
     await insertEmployees(t, [{ number: 'E1', path: ['Corp'] }]);
     const user = { employeeNumber: 'E1' };
