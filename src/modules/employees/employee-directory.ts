@@ -107,12 +107,12 @@ export class EmployeeDirectory {
    */
   async pathToDepartment(em: EntityManager, name: string): Promise<string[] | null> {
     if (name === '') return null;
-    const rows = await em.execute<EmployeeRow[]>(
-      `select ${SELECT_COLUMNS} from employee_department where ${PATH_ARRAY} @> array[?::text] limit 1`,
+    const rows = await em.execute<{ dept_full_level_names: string }[]>(
+      `select dept_full_level_names from employee_department where ${PATH_ARRAY} @> array[?::text] limit 1`,
       [name],
     );
     if (rows.length === 0) return null;
-    const path = toRecord(rows[0]!).departmentPath;
+    const path = splitDepartmentPath(rows[0]!.dept_full_level_names);
     return path.slice(0, path.indexOf(name) + 1);
   }
 

@@ -62,7 +62,8 @@ export function resolveEffective<V>(
  * last told, or — never told — when it comes from an explicit setting. For models "comes from a
  * setting" and "non-empty" are the same thing (the default is [] and empty lists never apply), so
  * clearing pushes [] and a new employee with nothing applicable is not pushed; for switches an
- * explicit false is pushed.
+ * explicit false is pushed. permission-store.ts's loadEffectiveOwingPush pre-filters with the same
+ * rule in SQL (then applies this one): change both together.
  */
 export function needsPush<V>(
   effective: { value: V; source: StoredSource },

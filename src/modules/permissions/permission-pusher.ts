@@ -39,7 +39,7 @@ const PUSH_LOCK_CLASS = 73_011_246;
 export const PUSH_CONCURRENCY = 8;
 
 /**
- * Tells the gateway what recomputes decided (SPEC §6), after their commit, at most `concurrency`
+ * Tells the gateway what recomputes decided (SPEC §6), after their commit, at most PUSH_CONCURRENCY
  * calls at a time for the whole process, so a department-wide change does not flood the gateway.
  *
  * Each push runs in its own short transaction under an advisory lock on (kind, employee key) and
@@ -69,7 +69,6 @@ export class PermissionPusher {
     private readonly logger: Logger,
     private readonly employeePresent: EmployeePresence,
     private readonly clock: Clock,
-    private readonly concurrency = PUSH_CONCURRENCY,
   ) {}
 
   async push(tasks: readonly PushTask[]): Promise<PushSummary> {
@@ -205,7 +204,7 @@ export class PermissionPusher {
   }
 
   private async limited<T>(work: () => Promise<T>): Promise<T> {
-    while (this.active >= this.concurrency) {
+    while (this.active >= PUSH_CONCURRENCY) {
       await new Promise<void>((resolve) => this.waiting.push(resolve));
     }
     this.active += 1;
