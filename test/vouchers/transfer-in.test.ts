@@ -9,6 +9,7 @@ import {
   auditsOf,
   batchesOf,
   checkInvariants,
+  em,
   expectCode,
   gatewayWrites,
   grant,
@@ -254,6 +255,26 @@ describe('transferIn: second redemption and refusals', () => {
     });
     expect(await snapshot(app, [s.giver, s.receiver])).toEqual(before);
     expect(app.simulator.calls()).toEqual([]);
+  });
+
+  it('ALREADY_REDEEMED also when crediting it again would fail (the answer does not depend on the batches)', async () => {
+    const s = await scene();
+    const code = await issueVoucher(app, s.giverToken, s.receiver, [{ amount: 10, expiryDate: MAY }]);
+    expect((await transferIn(app, s.receiverToken, code)).data!.transferIn.status).toBe('SUCCESS');
+    // The receiver's batches now refuse any change (a trigger stands in for a batch at numeric(14,2)'s limit).
+    await em(app).execute(`create or replace function test_refuse_credit() returns trigger language plpgsql as $$
+      begin if new.user_id = '${s.receiver}' then raise exception 'credit refused by the test'; end if; return new; end $$`);
+    await em(app).execute(
+      'create trigger test_refuse_credit before insert or update on quota for each row execute function test_refuse_credit()',
+    );
+    try {
+      const again = await transferIn(app, s.receiverToken, code);
+      expect(again.errors).toBeUndefined();
+      expect(again.data!.transferIn).toMatchObject({ status: 'ALREADY_REDEEMED', amount: 10 });
+    } finally {
+      await em(app).execute('drop trigger if exists test_refuse_credit on quota');
+      await em(app).execute('drop function if exists test_refuse_credit()');
+    }
   });
 
   it('VOUCHER_NOT_FOR_USER for anyone but the receiver, and the voucher stays redeemable', async () => {

@@ -200,10 +200,14 @@ export class VouchersService {
         this.redeem(ledger, code, payload, receiverId, now),
       );
     } catch (error) {
-      if (!(error instanceof RedeemedBefore)) throw error;
+      // Whatever failed (the conflict on the code, or a credit the receiver's batches refuse), a voucher
+      // redeemed before answers ALREADY_REDEEMED with its original outcome (SPEC §5): this attempt was
+      // doomed anyway, and its rollback changed nothing.
       const earlier = await findRedemption(sqlOf(em), code);
-      if (!earlier) throw new Error('voucher redemption conflicted with a row that cannot be found');
-      return alreadyRedeemed(code, payload, new Date(earlier.create_time), earlier.result);
+      if (earlier) return alreadyRedeemed(code, payload, new Date(earlier.create_time), earlier.result);
+      if (error instanceof RedeemedBefore)
+        throw new Error('voucher redemption conflicted with a row that cannot be found');
+      throw error;
     }
     if (outcome.amount > 0) await this.pushStarredProjects(em, receiverId, payload.giverGithubStar);
     return outcome;
