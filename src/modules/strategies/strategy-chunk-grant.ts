@@ -1,5 +1,6 @@
 import type { MikroORM } from '@mikro-orm/postgresql';
 import type { Clock } from '../../clock.js';
+import { type Sql, sqlOf } from '../../db/driver-transaction.js';
 import type { EntityManager } from '../../db/orm.js';
 import { isDomainError } from '../../errors.js';
 import type { Logger } from '../../logger.js';
@@ -156,25 +157,14 @@ export class StrategyChunkGrant {
     const now = this.clock.now();
     const expiry = toWholeSecond(run.expiryDate);
     const amount = centsToDecimalString(run.amount);
-    const limited = !run.single && run.strategy.maxExecPerUser > 0;
 
-    // 1. The rule of StrategyExecutor.complete, for each execution of the chunk.
-    const completed = await transaction.execute<{ id: string | number; user_id: string }[]>(
-      `update quota_execute x set status = 'completed', error = null, update_time = ?
-        where x.id in (select value::bigint from jsonb_array_elements_text(?::jsonb)) and x.status = 'processing'${
-          limited
-            ? ` and (select count(*) from quota_execute done
-                     where done.strategy_id = ? and done.user_id = x.user_id and done.status = 'completed') < ?`
-            : ''
-        }
-        returning x.id, x.user_id`,
-      [
-        now,
-        JSON.stringify(claims.map((claim) => claim.executionId)),
-        ...(limited ? [run.strategy.id, run.strategy.maxExecPerUser] : []),
-      ],
+    // 1. Exactly-once: complete each execution of the chunk that may still be completed.
+    const done = await completeExecutions(
+      sqlOf(transaction),
+      run,
+      claims.map((claim) => claim.executionId),
+      now,
     );
-    const done = new Set(completed.map((row) => String(row.id)));
     const granted = claims.filter((claim) => done.has(claim.executionId));
     const notCompleted = claims.filter((claim) => !done.has(claim.executionId));
     if (granted.length === 0) return { users: [], notCompleted };
@@ -337,4 +327,32 @@ export async function releaseClaims(em: EntityManager, executionIds: readonly st
     `delete from quota_execute where status = 'processing' and id in (select jsonb_array_elements_text(?::jsonb)::bigint)`,
     [JSON.stringify(executionIds)],
   );
+}
+
+/**
+ * Exactly-once, in one statement, inside the grant's transaction with the users' ledger locks held:
+ * completes each execution only while it is still a claim (`processing`) and, for a periodic strategy
+ * with a maximum, only while the user's completed executions are below it (the lock orders one user's
+ * grants, so two fires cannot both pass the count). Returns the ids it completed. Used for a chunk and
+ * for one user (StrategyExecutor.complete).
+ */
+export async function completeExecutions(
+  sql: Sql,
+  run: { single: boolean; strategy: Pick<QuotaStrategy, 'id' | 'maxExecPerUser'> },
+  executionIds: readonly string[],
+  now: Date,
+): Promise<Set<string>> {
+  const limited = !run.single && run.strategy.maxExecPerUser > 0;
+  const completed = await sql.execute<{ id: string | number }>(
+    `update quota_execute x set status = 'completed', error = null, update_time = ?
+      where x.id in (select value::bigint from jsonb_array_elements_text(?::jsonb)) and x.status = 'processing'${
+        limited
+          ? ` and (select count(*) from quota_execute done
+                   where done.strategy_id = ? and done.user_id = x.user_id and done.status = 'completed') < ?`
+          : ''
+      }
+      returning x.id`,
+    [now, JSON.stringify(executionIds), ...(limited ? [run.strategy.id, run.strategy.maxExecPerUser] : [])],
+  );
+  return new Set(completed.map((row) => String(row.id)));
 }

@@ -20,7 +20,13 @@ import {
   type CandidateUser,
   DEFAULT_CANDIDATE_CHUNK,
 } from './strategy-candidates.js';
-import { type Claim, describeGrantError, releaseClaims, StrategyChunkGrant } from './strategy-chunk-grant.js';
+import {
+  type Claim,
+  completeExecutions,
+  describeGrantError,
+  releaseClaims,
+  StrategyChunkGrant,
+} from './strategy-chunk-grant.js';
 import { grantExpiry } from './strategy-rules.js';
 
 /**
@@ -244,7 +250,7 @@ export class StrategyExecutor {
           strategyName: strategy.name,
           actor: `strategy:${strategy.id}`,
         },
-        { inTransaction: (sql) => this.complete(sql, executionId, userId, run) },
+        { inTransaction: (sql) => this.complete(sql, executionId, run) },
       );
       run.summary.granted += 1;
       run.execution.progress.succeeded();
@@ -266,26 +272,10 @@ export class StrategyExecutor {
     }
   }
 
-  /**
-   * Inside the grant's transaction, under the user's ledger lock: the last word on exactly-once, in
-   * one statement. It completes the execution only while it is still this run's claim and, for a
-   * periodic strategy with a maximum, only while the user's completed executions are below it (the
-   * lock orders this user's grants, so two fires cannot both pass the count).
-   */
-  private async complete(sql: Sql, executionId: string, userId: string, run: RunState): Promise<void> {
-    const limited = !run.single && run.strategy.maxExecPerUser > 0;
-    const updated = await sql.execute(
-      `update quota_execute set status = 'completed', error = null, update_time = ?
-       where id = ? and status = 'processing'${
-         limited
-           ? ` and (select count(*) from quota_execute done
-                    where done.strategy_id = ? and done.user_id = ? and done.status = 'completed') < ?`
-           : ''
-       }
-       returning id`,
-      [this.clock.now(), executionId, ...(limited ? [run.strategy.id, userId, run.strategy.maxExecPerUser] : [])],
-    );
-    if (updated.length === 0) throw new NotCompleted();
+  /** Inside the grant's transaction, under the user's ledger lock: completeExecutions for one user. */
+  private async complete(sql: Sql, executionId: string, run: RunState): Promise<void> {
+    const completed = await completeExecutions(sql, run, [executionId], this.clock.now());
+    if (completed.size === 0) throw new NotCompleted();
   }
 
   /**
