@@ -133,7 +133,7 @@ export class Ledger {
       if (attempt.ledger) this.reportCommitted(attempt.ledger.audited);
       return result;
     } catch (error) {
-      if (attempt.ledger?.gatewayMayBeAhead) await this.repairTotalAfterRollback(em, userId, error);
+      if (attempt.ledger?.gatewayMayBeAhead) await this.restoreCommittedTotal(em, userId, error);
       throw error;
     }
   }
@@ -196,9 +196,10 @@ export class Ledger {
    * The gateway was told a total the database then did not commit (the work failed after the push,
    * or the commit itself failed). Tell it the committed Σ again; if that fails too, quota sync
    * (SYNC_QUOTAS) repairs it later. One attempt only: going through withUserLedger again would
-   * repair the repair, over and over, while the gateway keeps failing ambiguously.
+   * repair the repair, over and over, while the gateway keeps failing ambiguously. Also for the
+   * set-based jobs (strategy chunk grants, monthly expiry) whose own transaction failed after pushes.
    */
-  private async repairTotalAfterRollback(em: EntityManager, userId: string, cause: unknown): Promise<void> {
+  async restoreCommittedTotal(em: EntityManager, userId: string, cause: unknown): Promise<void> {
     try {
       await this.inLockedTransaction(em, userId, (ledger) => ledger.pushTotal(), {});
       this.logger.warn(

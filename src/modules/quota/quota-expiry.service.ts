@@ -504,13 +504,7 @@ export class QuotaExpiryService {
         'gateway used was reset but the expiry settlement did not commit: this user needs manual repair',
       );
     }
-    for (const userId of sent.totals) {
-      try {
-        await this.ledger.withUserLedger(this.orm.em.fork(), userId, (ledger) => ledger.pushTotal());
-      } catch (error) {
-        this.logger.error({ userId, err: error, cause }, 'restoring the gateway total failed: run SYNC_QUOTAS');
-      }
-    }
+    for (const userId of sent.totals) await this.ledger.restoreCommittedTotal(this.orm.em.fork(), userId, cause);
   }
 }
 

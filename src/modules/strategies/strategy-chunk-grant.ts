@@ -32,7 +32,7 @@ export interface ChunkGrantOutcome {
   failed: number;
 }
 
-type ChunkLedger = Pick<Ledger, 'withUsersLocked' | 'withUserLedger'>;
+type ChunkLedger = Pick<Ledger, 'withUsersLocked' | 'withUserLedger' | 'restoreCommittedTotal'>;
 
 /** A completed user as steps 1–4 wrote them: the gateway total to set. */
 interface WrittenUser extends Claim {
@@ -124,7 +124,7 @@ export class StrategyChunkGrant {
     }
 
     for (const [userId, error] of state.refused) {
-      if (state.ahead.has(userId)) await this.restoreTotal(run.logger, userId, error);
+      if (state.ahead.has(userId)) await this.ledger.restoreCommittedTotal(this.orm.em.fork(), userId, error);
     }
     await this.markFailed(run, state.refused, state.written!);
     await releaseClaims(this.orm.em.fork(), [
@@ -238,7 +238,7 @@ export class StrategyChunkGrant {
    * the chunk's users are marked FAILED (to be tried again), and the claims not granted anyway released.
    */
   private async afterFailedCommit(run: ChunkGrantRun, state: ChunkState, cause: unknown): Promise<ChunkGrantOutcome> {
-    for (const userId of state.ahead) await this.restoreTotal(run.logger, userId, cause);
+    for (const userId of state.ahead) await this.ledger.restoreCommittedTotal(this.orm.em.fork(), userId, cause);
     const written = state.written!;
     const failed = new Map(state.refused);
     for (const user of written.users)
@@ -249,22 +249,6 @@ export class StrategyChunkGrant {
       ...written.users.filter((user) => state.unsent.has(user.userId)).map((user) => user.executionId),
     ]);
     return { granted: 0, failed: failed.size };
-  }
-
-  /**
-   * The gateway was told a total the database did not commit: set the committed Σ again, under the
-   * user's lock. One attempt; quota sync (SYNC_QUOTAS) repairs what it misses.
-   */
-  private async restoreTotal(logger: Logger, userId: string, cause: unknown): Promise<void> {
-    try {
-      await this.ledger.withUserLedger(this.orm.em.fork(), userId, (ledger) => ledger.pushTotal());
-      logger.warn({ userId, err: cause }, 'ledger change rolled back after the gateway total was set; total restored');
-    } catch (error) {
-      logger.error(
-        { userId, err: error, cause },
-        'ledger change rolled back after the gateway total was set, and restoring it failed: run SYNC_QUOTAS',
-      );
-    }
   }
 
   /** The executions of users whose grant failed: FAILED with the error, as one grant's failure. */

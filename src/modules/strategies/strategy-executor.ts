@@ -92,7 +92,7 @@ export class StrategyExecutor {
     private readonly orm: MikroORM,
     private readonly candidates: CandidateSource,
     private readonly grants: Grants,
-    ledger: Pick<Ledger, 'withUsersLocked' | 'withUserLedger'>,
+    ledger: Pick<Ledger, 'withUsersLocked' | 'withUserLedger' | 'restoreCommittedTotal'>,
     private readonly gateway: GatewayClient,
     private readonly employees: EmployeeDirectory,
     private readonly settings: { timeZone: string; defaultExpiry: DefaultExpiryRule },

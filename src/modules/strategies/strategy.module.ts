@@ -28,7 +28,7 @@ export interface StrategyModuleDeps {
   /** One-user grants (the fallback when a chunk cannot be granted in bulk). */
   quota: Pick<QuotaService, 'grantQuota'>;
   /** Chunks of users are granted in one transaction holding their ledger locks. */
-  ledger: Pick<Ledger, 'withUsersLocked' | 'withUserLedger'>;
+  ledger: Pick<Ledger, 'withUsersLocked' | 'withUserLedger' | 'restoreCommittedTotal'>;
   executor?: StrategyExecutorOptions;
 }
 
