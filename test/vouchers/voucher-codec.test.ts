@@ -243,8 +243,8 @@ describe('voucher codec: refusals', () => {
         { ...base, quota_list: [{ amount: 123456789012.345, expiry_date: '2026-12-31T23:59:59+08:00' }] },
       ],
       [
-        'more than numeric(14,2) holds',
-        { ...base, quota_list: [{ amount: 1e15, expiry_date: '2026-12-31T23:59:59+08:00' }] },
+        'more than numeric(14,2) holds (the first amount it cannot)',
+        { ...base, quota_list: [{ amount: 1e12, expiry_date: '2026-12-31T23:59:59+08:00' }] },
       ],
       ['string amount', { ...base, quota_list: [{ amount: '30', expiry_date: '2026-12-31T23:59:59+08:00' }] }],
       ['huge amount', { ...base, quota_list: [{ amount: 1e15, expiry_date: '2026-12-31T23:59:59+08:00' }] }],

@@ -142,7 +142,7 @@ export class JobRunner {
     }
     const run = await em.findOneOrFail(JobRun, { id: String(rows[0]!.id) });
     // One instant per run: every part of the run that needs "when" reads this, not the clock again.
-    const firedAt = request.firedAt ?? this.clock?.now() ?? run.startedAt ?? now;
+    const firedAt = request.firedAt ?? this.clock?.now() ?? now;
     return { result: { started: true, run }, launch: () => this.execute(run, { ...request, firedAt }) };
   }
 
@@ -202,7 +202,7 @@ export class JobRunner {
     }
   }
 
-  private execute(run: JobRun, request: JobRequest): void {
+  private execute(run: JobRun, request: JobRequest & { firedAt: Date }): void {
     const controller = new AbortController();
     const counters = { processed: 0, succeeded: 0, failed: 0 };
     let dirty = false;
@@ -243,7 +243,7 @@ export class JobRunner {
           type: request.type,
           trigger: request.trigger,
           strategyId: request.strategyId ?? null,
-          firedAt: request.firedAt ?? run.startedAt ?? new Date(),
+          firedAt: request.firedAt,
           signal: controller.signal,
           progress: { processed: bump('processed'), succeeded: bump('succeeded'), failed: bump('failed') },
           logger,

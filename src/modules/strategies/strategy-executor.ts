@@ -54,8 +54,6 @@ export interface StrategyExecutorOptions {
   concurrency?: number;
   /** Users read per candidate query and claimed per statement. */
   chunkSize?: number;
-  /** Users granted per transaction (at most chunkSize). */
-  grantChunkSize?: number;
 }
 
 /**
@@ -101,7 +99,7 @@ export class StrategyExecutor {
   ) {
     this.concurrency = options.concurrency ?? 8;
     this.chunkSize = options.chunkSize ?? DEFAULT_CANDIDATE_CHUNK;
-    this.grantChunkSize = Math.max(1, Math.min(options.grantChunkSize ?? DEFAULT_GRANT_CHUNK, this.chunkSize));
+    this.grantChunkSize = Math.max(1, Math.min(DEFAULT_GRANT_CHUNK, this.chunkSize));
     this.chunkGrant = new StrategyChunkGrant(orm, ledger, gateway, clock, this.concurrency);
   }
 
