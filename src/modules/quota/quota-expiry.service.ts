@@ -303,7 +303,12 @@ export class QuotaExpiryService {
 
           await transaction.execute('savepoint expiry_settlement');
           await this.writeSettlements(transaction, planned);
-          const refused = await this.resetUsed(planned, sent, concurrency);
+          // The first gateway round, one call per user: used is reset (−used, never repeated) for users
+          // who consumed something; users with nothing to reset hear only their total, so it is set
+          // now. A user it fails for is taken out: back to the savepoint, the others written again, and
+          // that user stays untouched for the next run. Users whose used was reset must commit whatever
+          // their total does below (rolling back would count that consumption twice).
+          const refused = await this.firstGatewayRound(planned, sent, concurrency);
           let settled = planned;
           if (refused.size > 0) {
             settled = planned.filter((user) => !refused.has(user.userId));
@@ -317,18 +322,6 @@ export class QuotaExpiryService {
           // (every change of a user's batches takes it, a new batch included, which row locks alone
           // would not keep out); since then only writeSettlements changed them, exactly as planned (each
           // statement's row count is checked). The ledger's knownTotal rests on the same rule.
-          //
-          // Users with nothing to reset have heard nothing but their total, so one whose total fails is
-          // taken out like a refused reset (untouched for the next run). Users whose used was reset must
-          // commit whatever their total does (rolling back would count that consumption twice).
-          const totalOnly = settled.filter(({ plan }) => plan.usedReset === 0);
-          const totalRefused = await this.setTotalsOrRefuse(totalOnly, sent, concurrency);
-          if (totalRefused.size > 0) {
-            settled = settled.filter((user) => !totalRefused.has(user.userId));
-            await transaction.execute('rollback to savepoint expiry_settlement');
-            if (settled.length > 0) await this.writeSettlements(transaction, settled);
-            for (const [userId, reason] of totalRefused) outcomes.set(userId, { kind: 'failed', reason });
-          }
           for (const { userId } of settled) outcomes.set(userId, { kind: 'settled', totalPushError: null });
           const reset = settled.filter(({ plan }) => plan.usedReset > 0);
           await forEachConcurrently(reset, concurrency, async ({ userId, plan }) => {
@@ -401,41 +394,31 @@ export class QuotaExpiryService {
     );
   }
 
-  /** Resets used (−used, never retried once it may have arrived); returns the users it failed for. */
-  private async resetUsed(
+  /**
+   * One call per planned user: resets used (−used, never retried once it may have arrived) when the
+   * user consumed something, else sets the total (Σ VALID after). Returns the users it failed for. A
+   * total that failed but may have been applied anyway (no answer, a 5xx) is set back to Σ VALID
+   * before, which is what the database keeps for them (absolute writes are safe to repeat).
+   */
+  private async firstGatewayRound(
     planned: PlannedUser[],
     sent: GatewayWrites,
     concurrency: number,
   ): Promise<Map<string, string>> {
     const refused = new Map<string, string>();
-    const resets = planned.filter(({ plan }) => plan.usedReset > 0);
-    await forEachConcurrently(resets, concurrency, async ({ userId, plan }) => {
+    await forEachConcurrently(planned, concurrency, async ({ userId, plan }) => {
       sent.calls += 1;
-      try {
-        await this.gateway.addUsed(userId, -plan.usedReset);
-        sent.resets.set(userId, plan.usedReset);
-      } catch (error) {
-        // Taken out and rolled back; an ambiguous failure may have reset used all the same.
-        this.warnIfResetMayHaveArrived(userId, plan.usedReset, error);
-        refused.set(userId, describeError(error));
+      if (plan.usedReset > 0) {
+        try {
+          await this.gateway.addUsed(userId, -plan.usedReset);
+          sent.resets.set(userId, plan.usedReset);
+        } catch (error) {
+          // Taken out and rolled back; an ambiguous failure may have reset used all the same.
+          this.warnIfResetMayHaveArrived(userId, plan.usedReset, error);
+          refused.set(userId, describeError(error));
+        }
+        return;
       }
-    });
-    return refused;
-  }
-
-  /**
-   * Sets the totals of users the gateway has heard nothing else from; returns those it failed for. A
-   * failure that may have been applied anyway (no answer, a 5xx) is set back to Σ VALID before, which
-   * is what the database keeps for them (absolute writes are safe to repeat).
-   */
-  private async setTotalsOrRefuse(
-    users: PlannedUser[],
-    sent: GatewayWrites,
-    concurrency: number,
-  ): Promise<Map<string, string>> {
-    const refused = new Map<string, string>();
-    await forEachConcurrently(users, concurrency, async ({ userId, plan }) => {
-      sent.calls += 1;
       sent.totals.add(userId);
       try {
         await this.gateway.setTotal(userId, plan.after);
