@@ -1,3 +1,4 @@
+import { sqlOf } from './db/driver-transaction.js';
 import 'reflect-metadata';
 import { readFileSync } from 'node:fs';
 import type { MikroORM } from '@mikro-orm/postgresql';
@@ -319,7 +320,7 @@ async function startSchedules(services: Services): Promise<() => Promise<void>> 
   // Forgetting expired idempotency keys is a plain delete, safe on every instance at once: no job run.
   const keyPurge = createCronJob(IDEMPOTENCY_PURGE_CRON, config.timeZone, async () => {
     try {
-      const purged = await services.idempotencyKeys.purgeExpired(services.orm.em.fork());
+      const purged = await services.idempotencyKeys.purgeExpired(sqlOf(services.orm.em.fork()));
       if (purged > 0) services.logger.info({ purged }, 'forgot expired idempotency keys');
     } catch (error) {
       services.logger.warn({ err: error }, 'could not purge expired idempotency keys; trying again next hour');
