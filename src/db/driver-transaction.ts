@@ -1,4 +1,5 @@
 import type { EntityManager } from './orm.js';
+import { sqlStateOf } from './sql-state.js';
 
 /**
  * Hand-written SQL, wherever it runs: `?` placeholders, rows back. An EntityManager (through `sqlOf`)
@@ -78,7 +79,7 @@ export async function inDriverTransaction<T>(
   // A connection that failed outside SQL (no SQLSTATE: reset, ended, timed out) is in an unknown
   // state: marked disposed, the pool destroys it instead of handing it out again.
   const disposeUnlessSqlError = (error: unknown) => {
-    if (!hasSqlState(error)) connection.__knex__disposed ??= error;
+    if (sqlStateOf(error) === undefined) connection.__knex__disposed ??= error;
   };
   const begin =
     options.advisoryLockKey === undefined
@@ -151,9 +152,4 @@ function scanPlaceholders(text: string): { text: string; count: number } {
     }
   }
   return { text: out, count };
-}
-
-function hasSqlState(error: unknown): boolean {
-  const code = (error as { code?: unknown } | null)?.code;
-  return typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code);
 }

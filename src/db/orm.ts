@@ -4,6 +4,7 @@ import { migrationsList } from '../../migrations/index.js';
 import type { Logger } from '../logger.js';
 import { directoryEntities, mainEntities } from './entities.js';
 import { ReviewedMigrationGenerator } from './migration-generator.js';
+import { isSqlState, SqlState } from './sql-state.js';
 
 export type { EntityManager };
 
@@ -55,8 +56,9 @@ export async function openMainOrm(clientUrl: string, logger?: Logger): Promise<M
 }
 
 function isDuplicateDatabase(error: unknown): boolean {
-  const code = (error as { code?: unknown } | null)?.code;
-  return code === '42P04' || (code === '23505' && /pg_database/.test(String((error as Error).message)));
+  // Two processes creating it at once: the loser gets 42P04, or 23505 on the catalog's own index.
+  if (isSqlState(error, SqlState.duplicateDatabase)) return true;
+  return isSqlState(error, SqlState.uniqueViolation) && /pg_database/.test(String((error as Error).message));
 }
 
 /** The user directory in its own database: read-only, never migrated, never created. */

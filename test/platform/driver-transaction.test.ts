@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { inDriverTransaction, numberPlaceholders } from '../../src/db/driver-transaction.js';
 import type { EntityManager } from '../../src/db/orm.js';
+import { isSqlState, SqlState, sqlStateOf } from '../../src/db/sql-state.js';
 import { startTestApp, type TestApp } from '../support/app.js';
 import { failure } from '../support/failure.js';
 
@@ -68,8 +69,22 @@ describe('inDriverTransaction', () => {
         await sql.execute('insert into driver_probe (id, note) values (?, ?)', [3, 'duplicate']);
       }),
     );
-    expect((error as { code?: string }).code).toBe('23505');
+    expect(isSqlState(error, SqlState.uniqueViolation)).toBe(true);
     expect((await probeRows()).map((row) => row.id)).not.toContain(3);
+  });
+
+  it('reads one SQLSTATE from the driver and from the ORM alike, and none from other failures', async () => {
+    await em().execute('insert into driver_probe (id, note) values (?, ?) on conflict do nothing', [30, 'once']);
+    const insertTwice = 'insert into driver_probe (id, note) values (?, ?)';
+    const fromDriver = await failure(inDriverTransaction(em(), (sql) => sql.execute(insertTwice, [30, 'again'])));
+    const fromOrm = await failure(em().execute(insertTwice, [30, 'again']));
+    expect(fromOrm).not.toBe(fromDriver);
+    expect([sqlStateOf(fromDriver), sqlStateOf(fromOrm)]).toEqual(['23505', '23505']);
+    // A broken connection or a bug has a code too, but not a five-character SQLSTATE.
+    expect(sqlStateOf(Object.assign(new Error('reset'), { code: 'ECONNRESET' }))).toBeUndefined();
+    expect(sqlStateOf(new Error('plain'))).toBeUndefined();
+    expect(sqlStateOf(null)).toBeUndefined();
+    expect(isSqlState(Object.assign(new Error('x'), { code: 23505 }), SqlState.uniqueViolation)).toBe(false);
   });
 
   it('refuses array values instead of sending them differently from the ORM', async () => {

@@ -296,6 +296,39 @@ describe('enable, disable, failures', () => {
     await checkInvariants(app);
   });
 
+  test('a strategy deleted while its run decides grants nobody, and the run ends cleanly', async () => {
+    const ids = await usersFor('gone', 2);
+    const strategy = await createStrategy(app, {
+      name: 'deleted-mid-run',
+      condition: `and(${only('gone')}, quota-le("m", 5))`,
+    });
+    // The run is held at the gateway while it decides quota-le, after its last "still enabled?" check;
+    // the delete lands then, so the run's claim meets the foreign key of a strategy that is gone.
+    app.simulator.setFault('getUsed', { kind: 'hold' });
+    try {
+      const run = await runStrategy(app, strategy.id);
+      const deadline = Date.now() + 10_000;
+      while (app.simulator.calls({ route: 'getUsed', outcome: 'pending' }).length === 0) {
+        if (Date.now() > deadline) throw new Error('the run never asked the gateway');
+        await new Promise((resolve) => setTimeout(resolve, 5));
+      }
+      const deleted = await admin<{ deleteStrategy: boolean }>('mutation($id: ID!) { deleteStrategy(id: $id) }', {
+        id: strategy.id,
+      });
+      expect(deleted.data?.deleteStrategy).toBe(true);
+      app.simulator.clearFaults();
+      app.simulator.release();
+      expect(await waitForRun(app, run.id)).toMatchObject({ status: 'SUCCEEDED', succeeded: 0, failed: 0, error: null });
+    } finally {
+      app.simulator.clearFaults();
+      app.simulator.release();
+    }
+    expect(await executionsOf(app, strategy.id)).toHaveLength(0);
+    const batches = await em(app).execute('select 1 from quota where user_id in (?, ?)', [ids[0], ids[1]]);
+    expect(batches).toHaveLength(0);
+    await checkInvariants(app);
+  });
+
   test('a claim left processing by a run that is over is retried', async () => {
     const [id] = await usersFor('stale', 1);
     const strategy = await createStrategy(app, { name: 'stale-claim', condition: only('stale') });

@@ -1,6 +1,7 @@
 import type { Clock } from '../../clock.js';
 import { inDriverTransaction, type Sql } from '../../db/driver-transaction.js';
 import type { EntityManager } from '../../db/orm.js';
+import { isSqlState, SqlState } from '../../db/sql-state.js';
 import { badInput, DomainError, ErrorCode } from '../../errors.js';
 import type { Logger } from '../../logger.js';
 import { type Cents, centsToAmount, centsToDecimalString, decimalToCents } from '../../money.js';
@@ -267,7 +268,7 @@ class TransactionLedger implements UserLedger {
       this.knownTotal = decimalToCents(rows[0]!.valid_total);
       return toBatch(rows[0]!);
     } catch (error) {
-      if (isNumericOverflow(error)) {
+      if (isSqlState(error, SqlState.numericValueOutOfRange)) {
         throw badInput(`the batch expiring ${expiry.toISOString()} cannot hold ${centsToAmount(amount)} more`);
       }
       throw error;
@@ -548,9 +549,4 @@ function toBatch(row: BatchRecord): Batch {
 function assertPositiveCents(amount: Cents, what: string): void {
   if (!Number.isSafeInteger(amount) || amount <= 0)
     throw new Error(`${what} needs a positive whole number of cents, got ${amount}`);
-}
-
-/** SQLSTATE 22003 (numeric_value_out_of_range), from the driver or the ORM's wrapped error alike. */
-function isNumericOverflow(error: unknown): boolean {
-  return (error as { code?: unknown } | null)?.code === '22003';
 }

@@ -2,6 +2,7 @@ import type { Clock } from '../../clock.js';
 import type { AppConfig } from '../../config.js';
 import { type Sql, sqlOf } from '../../db/driver-transaction.js';
 import type { EntityManager } from '../../db/orm.js';
+import { isSqlState, SqlState } from '../../db/sql-state.js';
 import { badInput, DomainError, ErrorCode } from '../../errors.js';
 import { type Connection, type PageArgs, paginate } from '../../graphql/pagination.js';
 import { LATEST_INSTANT } from '../../graphql/scalars.js';
@@ -256,8 +257,7 @@ export class QuotaService {
       });
     } catch (error) {
       // Another user's deduction took the reference first: the index refused ours, nothing changed.
-      // (SQLSTATE 23505: the ledger's statements reach the driver directly, so its error comes unwrapped.)
-      if (reference !== undefined && (error as { code?: unknown }).code === '23505') {
+      if (reference !== undefined && isSqlState(error, SqlState.uniqueViolation)) {
         const earlier = await this.findDeduction(sqlOf(em), em, reference);
         if (earlier) return this.replayDeduction(earlier, userId, amount);
       }

@@ -2,6 +2,7 @@ import type { MikroORM } from '@mikro-orm/postgresql';
 import { batchNumber, type Clock } from '../../clock.js';
 import type { DefaultExpiryRule } from '../../config.js';
 import type { Sql } from '../../db/driver-transaction.js';
+import { isSqlState, SqlState } from '../../db/sql-state.js';
 import { DomainError, ErrorCode } from '../../errors.js';
 import type { Logger } from '../../logger.js';
 import { type Cents, centsToDecimalString, decimalToCents } from '../../money.js';
@@ -209,8 +210,8 @@ export class StrategyExecutor {
       );
       return rows.map((row) => ({ userId: row.user_id, executionId: String(row.id) }));
     } catch (error) {
-      // 23503: the foreign key — the strategy was deleted while this run was going.
-      if ((error as { code?: string }).code === '23503') return null;
+      // The foreign key refused the rows: the strategy was deleted while this run was going.
+      if (isSqlState(error, SqlState.foreignKeyViolation)) return null;
       throw error;
     }
   }
