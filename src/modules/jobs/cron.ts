@@ -1,5 +1,18 @@
 import { Cron } from 'croner';
 
+/** How every pattern is read: in the configured zone, five fields (seconds = 0) or six (seconds first). */
+function cronOptions(timeZone: string) {
+  return { timezone: timeZone, mode: '5-or-6-parts' } as const;
+}
+
+/**
+ * A parsed pattern and nothing more: paused and without a function, the Cron has no timer, so it needs
+ * no stop. Throws croner's error for an invalid pattern.
+ */
+export function parseCronPattern(expression: string, timeZone: string): Cron {
+  return new Cron(expression.trim(), { ...cronOptions(timeZone), paused: true });
+}
+
 /** The descriptors SPEC §4 allows; croner knows a few more (e.g. @reboot) that make no sense here. */
 const DESCRIPTORS = new Set(['@yearly', '@annually', '@monthly', '@weekly', '@daily', '@midnight', '@hourly']);
 
@@ -18,8 +31,7 @@ export function cronProblem(expression: string, timeZone: string): string | null
   const fields = trimmed.split(/\s+/).length;
   if (fields !== 5 && fields !== 6) return `expected 5 or 6 fields (seconds first), got ${fields}`;
   try {
-    const probe = new Cron(trimmed, { paused: true, timezone: timeZone, mode: '5-or-6-parts' });
-    probe.stop();
+    parseCronPattern(trimmed, timeZone);
     return null;
   } catch (error) {
     return error instanceof Error ? error.message : String(error);
@@ -28,9 +40,7 @@ export function cronProblem(expression: string, timeZone: string): string | null
 
 /** Creates a croner job for a validated expression in the configured zone. */
 export function createCronJob(expression: string, timeZone: string, run: (job: Cron) => Promise<void> | void): Cron {
-  return new Cron(expression.trim(), { timezone: timeZone, protect: true, mode: '5-or-6-parts' }, (job: Cron) =>
-    run(job),
-  );
+  return new Cron(expression.trim(), { ...cronOptions(timeZone), protect: true }, (job: Cron) => run(job));
 }
 
 /**
@@ -44,10 +54,5 @@ export function scheduledInstant(job: Cron, now = new Date()): Date {
 
 /** The next `count` fire times of an expression, in the configured zone. */
 export function nextFireTimes(expression: string, timeZone: string, count: number, from?: Date): Date[] {
-  const probe = new Cron(expression.trim(), { paused: true, timezone: timeZone, mode: '5-or-6-parts' });
-  try {
-    return probe.nextRuns(count, from);
-  } finally {
-    probe.stop();
-  }
+  return parseCronPattern(expression, timeZone).nextRuns(count, from);
 }

@@ -1,4 +1,5 @@
-import { Cron } from 'croner';
+import type { Cron } from 'croner';
+import { parseCronPattern } from '../jobs/cron.js';
 
 /**
  * `nextRunAt` of a page of strategies without parsing each cron pattern on every request: croner's
@@ -8,8 +9,8 @@ import { Cron } from 'croner';
  * Each entry keeps the parsed pattern and the last answer with the instant it was computed from. That
  * answer is reused only while the caller's clock lies in [from, next): no fire falls in that window, so
  * the next fire after any instant in it is the same `next`. A clock at or past `next`, or set back
- * before `from` (the settable test clock), computes afresh. The pattern options are those of
- * `nextFireTimes` (src/modules/jobs/cron.ts), whose answers these must equal.
+ * before `from` (the settable test clock), computes afresh. Patterns are parsed as everywhere else
+ * (parseCronPattern, src/modules/jobs/cron.ts), so the answers equal `nextFireTimes`'.
  */
 
 export const MAX_CACHED_PATTERNS = 1_000;
@@ -47,8 +48,7 @@ export class NextRunCache {
     const key = `${expression}\u0000${timeZone}`;
     let entry = this.entries.get(key);
     if (!entry) {
-      // Paused and without a function, the Cron is only a parsed pattern: no timer, nothing to stop.
-      const cron = new Cron(expression.trim(), { paused: true, timezone: timeZone, mode: '5-or-6-parts' });
+      const cron = parseCronPattern(expression, timeZone);
       // Oldest first out: a Map iterates in insertion order.
       if (this.entries.size >= this.maxEntries) this.entries.delete(this.entries.keys().next().value!);
       entry = { cron, from: Number.NaN, next: null };
