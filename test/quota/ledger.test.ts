@@ -3,6 +3,7 @@ import { DomainError } from '../../src/errors.js';
 import { silentLogger } from '../../src/logger.js';
 import { seedDemoQuota } from '../../src/modules/quota/demo-quota.js';
 import { demoUsers } from '../../src/modules/users/demo-directory.js';
+import { MAX_CENTS } from '../../src/money.js';
 import { startTestApp, type TestApp } from '../support/app.js';
 import { failure } from '../support/failure.js';
 import { auditsOf, batchesOf, checkInvariants, em, grant, ledgerSnapshot, testClock } from './quota-support.js';
@@ -149,6 +150,7 @@ describe('grants', () => {
       { userId: 'g-bad', amount: 0, expiryDate: new Date(DEC) },
       { userId: 'g-bad', amount: -100, expiryDate: new Date(DEC) },
       { userId: 'g-bad', amount: 1.5, expiryDate: new Date(DEC) },
+      { userId: 'g-bad', amount: MAX_CENTS + 1, expiryDate: new Date(DEC) },
       { userId: '', amount: 100, expiryDate: new Date(DEC) },
       { userId: 'g-bad', amount: 100, expiryDate: new Date('2026-11-01T00:00:00Z') },
       { userId: 'g-bad', amount: 100, expiryDate: new Date('nope') },

@@ -1,5 +1,5 @@
 import { badInput } from '../../errors.js';
-import { amountToCents, type Cents } from '../../money.js';
+import { amountToCents, type Cents, centsToAmount, MAX_CENTS } from '../../money.js';
 
 /**
  * Validation of the ledger's API inputs (SPEC §11: bad input of any kind is refused before anything
@@ -42,6 +42,19 @@ export function optionalReference(value: unknown): string | undefined {
 export function requireDate(value: unknown, what: string): Date {
   if (!(value instanceof Date) || !Number.isFinite(value.getTime())) throw badInput(`${what} must be a valid date`);
   return value;
+}
+
+/**
+ * What every grant must be (QuotaService.grantQuota, and a strategy's chunk grant before it writes a
+ * chunk in bulk): a positive amount the ledger can hold, and an expiry still ahead of `now`.
+ */
+export function requireGrantTerms(amount: Cents, expiryDate: unknown, now: Date): Date {
+  if (!Number.isSafeInteger(amount) || amount <= 0 || amount > MAX_CENTS) {
+    throw badInput(`a grant needs an amount greater than 0, got ${centsToAmount(amount)}`);
+  }
+  const expiry = requireDate(expiryDate, 'expiryDate');
+  if (expiry.getTime() <= now.getTime()) throw badInput(`a grant cannot expire in the past (${expiry.toISOString()})`);
+  return expiry;
 }
 
 /** An optional time range: both ends inclusive, `from` not after `to`. */

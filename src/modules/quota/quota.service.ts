@@ -3,11 +3,11 @@ import type { AppConfig } from '../../config.js';
 import { type Sql, sqlOf } from '../../db/driver-transaction.js';
 import type { EntityManager } from '../../db/orm.js';
 import { isSqlState, SqlState } from '../../db/sql-state.js';
-import { badInput, DomainError, ErrorCode } from '../../errors.js';
+import { DomainError, ErrorCode } from '../../errors.js';
 import { type Connection, type PageArgs, paginate } from '../../graphql/pagination.js';
 import { LATEST_INSTANT } from '../../graphql/scalars.js';
 import type { Logger } from '../../logger.js';
-import { type Cents, centsToAmount, decimalToCents, MAX_CENTS } from '../../money.js';
+import { type Cents, centsToAmount, decimalToCents } from '../../money.js';
 import type { GatewayClient } from '../gateway/gateway.client.js';
 import type { IdempotencyKeys, IdempotentCall, StoredAnswer } from '../idempotency/idempotency-keys.js';
 import { starredProjects } from '../users/auth-user.entity.js';
@@ -26,7 +26,7 @@ import { QuotaAuditRow } from './quota-audit.entity.js';
 import {
   optionalRange,
   optionalReference,
-  requireDate,
+  requireGrantTerms,
   requirePositiveAmount,
   requireReason,
   requireUserId,
@@ -110,13 +110,7 @@ export class QuotaService {
    */
   async grantQuota(em: EntityManager, grant: QuotaGrant, options: GrantOptions = {}): Promise<GrantResult> {
     const userId = requireUserId(grant.userId);
-    if (!Number.isSafeInteger(grant.amount) || grant.amount <= 0 || grant.amount > MAX_CENTS) {
-      throw badInput(`a grant needs an amount greater than 0, got ${centsToAmount(grant.amount)}`);
-    }
-    const expiryDate = requireDate(grant.expiryDate, 'expiryDate');
-    if (expiryDate.getTime() <= this.clock.now().getTime()) {
-      throw badInput(`a grant cannot expire in the past (${expiryDate.toISOString()})`);
-    }
+    const expiryDate = requireGrantTerms(grant.amount, grant.expiryDate, this.clock.now());
     return this.ledger.withUserLedger(em, userId, async (ledger) => {
       const batch = await ledger.credit(expiryDate, grant.amount);
       const audit = await ledger.audit({

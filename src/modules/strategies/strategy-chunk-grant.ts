@@ -4,11 +4,11 @@ import { type Sql, sqlOf } from '../../db/driver-transaction.js';
 import type { EntityManager } from '../../db/orm.js';
 import { isDomainError } from '../../errors.js';
 import type { Logger } from '../../logger.js';
-import { type Cents, centsToDecimalString, decimalToCents, MAX_CENTS } from '../../money.js';
+import { type Cents, centsToDecimalString, decimalToCents } from '../../money.js';
 import type { GatewayClient } from '../gateway/gateway.client.js';
 import { auditDetails, type Ledger, totalMayHaveBeenSet, toWholeSecond } from '../quota/ledger.js';
 import { forEachConcurrently } from '../quota/ledger-user-scan.js';
-import { requireDate, requireUserId } from '../quota/quota-input.js';
+import { requireGrantTerms, requireUserId } from '../quota/quota-input.js';
 import type { QuotaStrategy } from './strategy.entity.js';
 
 /** A user this run claimed, with the id of its `processing` execution. */
@@ -141,14 +141,12 @@ export class StrategyChunkGrant {
    */
   private bulkable(run: ChunkGrantRun, claims: Claim[]): boolean {
     if (claims.length === 0) return false;
-    if (!Number.isSafeInteger(run.amount) || run.amount <= 0 || run.amount > MAX_CENTS) return false;
     try {
+      requireGrantTerms(run.amount, run.expiryDate, this.clock.now());
       for (const claim of claims) requireUserId(claim.userId);
-      requireDate(run.expiryDate, 'expiryDate');
     } catch {
       return false;
     }
-    if (run.expiryDate.getTime() <= this.clock.now().getTime()) return false;
     return new Set(claims.map((claim) => claim.userId)).size === claims.length;
   }
 
