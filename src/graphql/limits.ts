@@ -4,6 +4,7 @@ import {
   type DocumentNode,
   type FragmentDefinitionNode,
   GraphQLError,
+  type GraphQLField,
   type GraphQLSchema,
   Kind,
   type OperationDefinitionNode,
@@ -13,11 +14,12 @@ import {
 import { type ComplexityEstimator, getComplexity, simpleEstimator } from 'graphql-query-complexity';
 import type { GraphqlLimits } from '../config.js';
 import { ErrorCode } from '../errors.js';
+import { DEFAULT_PAGE_SIZE } from './pagination.js';
 
 /**
  * Guards against expensive requests (SPEC §11). Token count is capped at parse time (so a document
- * of 10,000 aliases never reaches validation, whose overlap check is quadratic); depth, aliases
- * and root fields are validation rules; complexity needs the variables, so it is checked once the
+ * of 10,000 aliases never reaches validation, whose overlap check is quadratic); depth, aliases,
+ * root fields and the size of the fragments' expansion are validation rules; complexity needs the variables, so it is checked once the
  * operation is resolved. Introspection fields (`__schema`, `__type`) do not count: GraphiQL's own
  * introspection query is deep by nature and cheap to answer.
  */
@@ -31,65 +33,94 @@ function isIntrospectionField(name: string): boolean {
   return name.startsWith('__');
 }
 
-/** Walks selections through fragments, calling `visit` for each field with its depth. */
-function walkSelections(
-  selectionSet: SelectionSetNode,
-  fragments: (name: string) => FragmentDefinitionNode | null | undefined,
-  visit: (field: { name: string; alias: string | undefined; depth: number }) => boolean,
-  depth: number,
-  seenFragments: Set<string>,
-): void {
-  for (const selection of selectionSet.selections) {
-    if (selection.kind === Kind.FIELD) {
-      if (depth === 1 && isIntrospectionField(selection.name.value)) continue;
-      const descend = visit({ name: selection.name.value, alias: selection.alias?.value, depth });
-      if (descend && selection.selectionSet) {
-        walkSelections(selection.selectionSet, fragments, visit, depth + 1, seenFragments);
+/**
+ * Fields a document may ask for once its fragments are expanded (each spread counted). A chain of
+ * fragments each spreading the next twice stays shallow and short while its expansion doubles with
+ * every link; graphql-js merges such fields when it executes, but the complexity count walks every
+ * spread, so without this cap a request of 1 KB would hold the event loop for minutes.
+ */
+export const MAX_EXPANDED_FIELDS = 10_000;
+
+/** What a selection set asks for, fragments expanded: the figures the shape limits need. */
+interface SelectionShape {
+  /** Levels of fields below and including this one (0 for an empty set). */
+  depth: number;
+  aliases: number;
+  /** Fields at this level (through fragments and inline fragments): root fields, at the root. */
+  fieldsHere: number;
+  /** Every field at any level, introspection included: what a walk over the expansion visits. */
+  expandedFields: number;
+}
+
+const NO_SHAPE: SelectionShape = { depth: 0, aliases: 0, fieldsHere: 0, expandedFields: 0 };
+
+/**
+ * Measures selection sets, each fragment once per place kind (root or not) however often it is
+ * spread, so the work is linear in the document even when its expansion is exponential. Sums may grow
+ * past any limit (even to Infinity); they are only compared with the limits.
+ */
+class ShapeMeter {
+  private readonly fragmentShapes = new Map<string, SelectionShape>();
+  private readonly measuring = new Set<string>();
+
+  constructor(private readonly fragments: (name: string) => FragmentDefinitionNode | null | undefined) {}
+
+  /** At the root, introspection fields (`__schema`, `__type`) count only towards the expansion. */
+  measure(selectionSet: SelectionSetNode, atRoot: boolean): SelectionShape {
+    const shape = { ...NO_SHAPE };
+    for (const selection of selectionSet.selections) {
+      if (selection.kind === Kind.FIELD) {
+        const below = selection.selectionSet ? this.measure(selection.selectionSet, false) : NO_SHAPE;
+        shape.expandedFields += 1 + below.expandedFields;
+        if (atRoot && isIntrospectionField(selection.name.value)) continue;
+        shape.depth = Math.max(shape.depth, 1 + below.depth);
+        shape.aliases += (selection.alias ? 1 : 0) + below.aliases;
+        shape.fieldsHere += 1;
+      } else {
+        const inner =
+          selection.kind === Kind.INLINE_FRAGMENT
+            ? this.measure(selection.selectionSet, atRoot)
+            : this.measureFragment(selection.name.value, atRoot);
+        shape.depth = Math.max(shape.depth, inner.depth);
+        shape.aliases += inner.aliases;
+        shape.fieldsHere += inner.fieldsHere;
+        shape.expandedFields += inner.expandedFields;
       }
-    } else if (selection.kind === Kind.INLINE_FRAGMENT) {
-      walkSelections(selection.selectionSet, fragments, visit, depth, seenFragments);
-    } else {
-      const name = selection.name.value;
-      // A fragment spread twice at one level counts once per spread, but never recursively forever.
-      if (seenFragments.has(name)) continue;
-      const fragment = fragments(name);
-      if (!fragment) continue;
-      seenFragments.add(name);
-      walkSelections(fragment.selectionSet, fragments, visit, depth, seenFragments);
-      seenFragments.delete(name);
     }
+    return shape;
+  }
+
+  private measureFragment(name: string, atRoot: boolean): SelectionShape {
+    const key = `${atRoot ? 'root' : 'nested'}:${name}`;
+    const known = this.fragmentShapes.get(key);
+    if (known) return known;
+    const fragment = this.fragments(name);
+    // An unknown fragment, or a cycle (graphql's own rules report both): nothing to add.
+    if (!fragment || this.measuring.has(key)) return NO_SHAPE;
+    this.measuring.add(key);
+    const shape = this.measure(fragment.selectionSet, atRoot);
+    this.measuring.delete(key);
+    this.fragmentShapes.set(key, shape);
+    return shape;
   }
 }
 
 export function operationShapeRule(limits: GraphqlLimits) {
   return function operationShape(context: ValidationContext): ASTVisitor {
+    const meter = new ShapeMeter((name) => context.getFragment(name));
     return {
       OperationDefinition(operation: OperationDefinitionNode) {
-        let maxDepth = 0;
-        let aliases = 0;
-        let rootFields = 0;
-        let stop = false;
-        walkSelections(
-          operation.selectionSet,
-          (name) => context.getFragment(name),
-          ({ alias, depth }) => {
-            if (stop) return false;
-            maxDepth = Math.max(maxDepth, depth);
-            if (alias !== undefined) aliases += 1;
-            if (depth === 1) rootFields += 1;
-            // Stop walking as soon as any limit is exceeded: the answer is already known.
-            stop = maxDepth > limits.maxDepth || aliases > limits.maxAliases || rootFields > limits.maxRootFields;
-            return !stop;
-          },
-          1,
-          new Set(),
-        );
-        if (maxDepth > limits.maxDepth) {
+        const shape = meter.measure(operation.selectionSet, true);
+        if (shape.depth > limits.maxDepth) {
           context.reportError(limitError(`The query is nested deeper than the limit of ${limits.maxDepth} levels.`));
-        } else if (aliases > limits.maxAliases) {
+        } else if (shape.aliases > limits.maxAliases) {
           context.reportError(limitError(`The query uses more than ${limits.maxAliases} aliases.`));
-        } else if (rootFields > limits.maxRootFields) {
+        } else if (shape.fieldsHere > limits.maxRootFields) {
           context.reportError(limitError(`The query asks for more than ${limits.maxRootFields} top-level fields.`));
+        } else if (shape.expandedFields > MAX_EXPANDED_FIELDS) {
+          context.reportError(
+            limitError(`The query asks for more than ${MAX_EXPANDED_FIELDS} fields once its fragments are expanded.`),
+          );
         }
       },
     };
@@ -102,10 +133,17 @@ export function operationShapeRule(limits: GraphqlLimits) {
  */
 const pagedFieldEstimator: ComplexityEstimator = ({ field, args, childComplexity }) => {
   if (isIntrospectionField(field.name)) return 0;
-  const first = args.first;
+  // An explicit `first: null` asks for the default page (pageWindow), so it costs that page.
+  const first = args.first === null ? pageSizeDefault(field) : args.first;
   if (typeof first === 'number' && first > 0) return 1 + childComplexity * first;
   return undefined;
 };
+
+function pageSizeDefault(field: GraphQLField<unknown, unknown>): number | undefined {
+  const argument = field.args.find((candidate) => candidate.name === 'first');
+  if (argument === undefined) return undefined;
+  return typeof argument.defaultValue === 'number' ? argument.defaultValue : DEFAULT_PAGE_SIZE;
+}
 
 /**
  * The complexity of an operation that declares no variables is a property of the document alone, and

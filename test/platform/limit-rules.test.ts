@@ -1,8 +1,8 @@
 import { ApolloServer } from '@apollo/server';
-import { buildSchema, parse, specifiedRules, validate } from 'graphql';
+import { buildSchema, getIntrospectionQuery, parse, specifiedRules, validate } from 'graphql';
 import { describe, expect, it } from 'vitest';
 import type { GraphqlLimits } from '../../src/config.js';
-import { complexityPlugin, operationShapeRule } from '../../src/graphql/limits.js';
+import { complexityPlugin, MAX_EXPANDED_FIELDS, operationShapeRule } from '../../src/graphql/limits.js';
 
 /**
  * The limit rules at their exact boundaries, on a small recursive schema (the API's own schema is
@@ -95,6 +95,44 @@ describe('aliases and root fields', () => {
   });
 });
 
+describe('fragment expansion', () => {
+  /** `{ node { ...F0 } }` where each of `links` fragments spreads the next twice: 1 + 2^(links−1) fields. */
+  function doublingChain(links: number): string {
+    const fragments = Array.from({ length: links }, (_, index) =>
+      index === links - 1
+        ? `fragment F${index} on Node { name }`
+        : `fragment F${index} on Node { ...F${index + 1} ...F${index + 1} }`,
+    );
+    return `{ node { ...F0 } } ${fragments.join(' ')}`;
+  }
+
+  it(`accepts up to ${MAX_EXPANDED_FIELDS} expanded fields and refuses more`, () => {
+    expect(MAX_EXPANDED_FIELDS).toBe(10_000);
+    expect(problems(doublingChain(14))).toEqual([]); // 1 + 8,192
+    expect(problems(doublingChain(15))).toEqual([
+      'The query asks for more than 10000 fields once its fragments are expanded.',
+    ]); // 1 + 16,384
+  });
+
+  it('measures each fragment once, so a chain of 60 links is refused without walking 2^59 fields', () => {
+    expect(problems(doublingChain(60))).toEqual([
+      'The query asks for more than 10000 fields once its fragments are expanded.',
+    ]);
+  });
+
+  it("counts introspection towards the expansion, and accepts GraphiQL's own introspection query", () => {
+    expect(problems(getIntrospectionQuery())).toEqual([]);
+    const chain = doublingChain(15).replace('{ node { ...F0 } }', '{ __type(name: "Node") { name } node { ...F0 } }');
+    expect(problems(chain)).toHaveLength(1);
+    const hidden = `{ __schema { types { ...T0 } } } ${Array.from({ length: 15 }, (_, index) =>
+      index === 14
+        ? 'fragment T14 on __Type { name }'
+        : `fragment T${index} on __Type { ...T${index + 1} ...T${index + 1} }`,
+    ).join(' ')}`;
+    expect(problems(hidden)).toEqual(['The query asks for more than 10000 fields once its fragments are expanded.']);
+  });
+});
+
 describe('complexity', () => {
   async function complexityOf(query: string, maxComplexity: number, variables: Record<string, unknown> = {}) {
     const server = new ApolloServer({
@@ -126,6 +164,11 @@ describe('complexity', () => {
     // 1 + 10 × (1 + 10 × 1) = 111
     const nestedPages = await complexityOf('{ nodes(first: 10) { items(first: 10) { name } } }', 110);
     expect(nestedPages.errors[0]?.message).toMatch(/complexity 111 /);
+  });
+
+  it('costs an explicit first: null as the default page it is served', async () => {
+    expect((await complexityOf('{ nodes(first: null) { name } }', 20)).errors[0]?.message).toMatch(/complexity 21 /);
+    expect((await complexityOf('{ nodes(first: null) { name } }', 21)).errors).toEqual([]);
   });
 
   it('reads first from variables', async () => {

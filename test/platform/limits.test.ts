@@ -117,6 +117,24 @@ describe('query shape limits', () => {
     expect(twenty.errors).toBeUndefined();
   });
 
+  it('refuses, at once, a short chain of fragments each spreading the next twice (no token needed)', async () => {
+    // 40 links: depth 2, no alias, one root field, ~1.6 KB — and 2^39 fields once expanded. Measured
+    // once per fragment, it is refused in validation; walked spread by spread it held the server for
+    // hours, its event loop and every other request with it.
+    const links = 40;
+    const fragments = Array.from({ length: links }, (_, index) =>
+      index === links - 1
+        ? `fragment F${index} on Health { status }`
+        : `fragment F${index} on Health { ...F${index + 1} ...F${index + 1} }`,
+    ).join(' ');
+    const response = await defaults.gql(`{ health { ...F0 } } ${fragments}`);
+    expectRefusedRequest(response, /^The query asks for more than 10000 fields once its fragments are expanded\.$/);
+    // The server is still answering.
+    expect(
+      (await defaults.gql<{ health: { status: string } }>('{ health { status } }')).data?.health.status,
+    ).toBeTruthy();
+  });
+
   it('refuses a 10,000-alias document at parse time (token limit), before validation', async () => {
     const response = await defaults.gql(`{ ${aliases(10_000, '__typename')} }`);
     expectRefusedRequest(response, /tokens/);
@@ -125,10 +143,12 @@ describe('query shape limits', () => {
   });
 
   it('refuses a document nested too deeply for the parser with a message that says so', async () => {
-    // Within the token limit, but graphql-js parses recursively and runs out of stack near 2,000 levels;
-    // the client is told what is wrong, not "Maximum call stack size exceeded".
-    const depth = 2_400;
-    const response = await defaults.gql(`{ ${'a { '.repeat(depth)}b${' }'.repeat(depth)} }`);
+    // graphql-js parses recursively. Nested lists cost one token a level, and the parser runs out of
+    // stack before 3,600 of them even once optimised (measured; selection sets go ~6,800 levels deep once
+    // warm, so they meet the 5,000-token limit first): the overflow is certain here, and the client is
+    // told what is wrong, not "Maximum call stack size exceeded".
+    const depth = 4_800;
+    const response = await defaults.gql(`{ health(x: ${'['.repeat(depth)}1${']'.repeat(depth)}) { status } }`);
     expectRefusedRequest(response, /^The query is nested too deeply to parse/);
     expect(response.errors?.[0]?.extensions?.graphqlCode).toBe('GRAPHQL_PARSE_FAILED');
   });
