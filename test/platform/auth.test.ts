@@ -158,6 +158,14 @@ describe('HS256 with AUTH_JWT_SECRET', () => {
     await expectAdmin(hsApp, bearer(await sign({ universal_id: 'late', role: 'admin' }, { expiresIn: -10 })), 'late');
   });
 
+  it('a signed token without exp is refused, an admin one too: it would be good forever', async () => {
+    await expectRefused(
+      hsApp,
+      bearer(await sign({ universal_id: 'forever', role: 'admin' }, { expiresIn: null })),
+      /the token has no expiry \(exp claim\)/,
+    );
+  });
+
   it('a token not yet valid (nbf) is refused; within the tolerance it is accepted', async () => {
     await expectRefused(hsApp, bearer(await sign({ universal_id: 'early' }, { notBefore: 120 })), /not valid yet/);
     await expectUser(hsApp, bearer(await sign({ universal_id: 'early' }, { notBefore: 10 })), 'early');
@@ -272,7 +280,10 @@ describe('HS256 with AUTH_JWT_SECRET', () => {
       const secret = new TextEncoder().encode(TEST_JWT_SECRET);
       const tokens = await Promise.all(
         Array.from({ length: 10_005 }, (_, index) =>
-          new SignJWT({ universal_id: `many-${index}` }).setProtectedHeader({ alg: 'HS256' }).sign(secret),
+          new SignJWT({ universal_id: `many-${index}` })
+            .setProtectedHeader({ alg: 'HS256' })
+            .setExpirationTime('1h')
+            .sign(secret),
         ),
       );
       for (const token of tokens) await verifier.authenticate(`Bearer ${token}`);
@@ -356,6 +367,13 @@ describe('RS256 through a JWKS (AUTH_JWKS_URL)', () => {
 
   it('refuses an expired RS256 token', async () => {
     await expectRefused(jwksApp, bearer(await signRs({ universal_id: 'rs-user' }, privateKey, -120)), /expired/);
+  });
+
+  it('refuses an RS256 token without exp', async () => {
+    const forever = await new SignJWT({ universal_id: 'rs-user' })
+      .setProtectedHeader({ alg: 'RS256', kid: 'key-1' })
+      .sign(privateKey);
+    await expectRefused(jwksApp, bearer(forever), /no expiry/);
   });
 
   it('refuses HS/RS confusion: HS256 signed with the public key PEM as the HMAC secret', async () => {
@@ -484,6 +502,8 @@ describe('AUTH_VERIFY=false (decode only)', () => {
       /not valid yet/,
     );
     await expectRefused(decodeApp, bearer('garbage'), /malformed/);
+    // Whoever verified it upstream decides whether a token must expire: decode-only does not ask for exp.
+    await expectUser(decodeApp, bearer(await sign({ universal_id: 'up-user' }, { expiresIn: null })), 'up-user');
     await expectRefused(decodeApp, bearer(await sign({ name: 'no id' })), /universal_id or sub/);
   });
 

@@ -36,7 +36,7 @@ const VERIFIED_TOKEN_TTL_MS = 5 * 60_000;
 
 /**
  * Verifies JWTs per SPEC §1 with jose: HS256 secret or a JWKS URL, an explicit algorithm
- * allow-list (so `alg: none` and HS/RS confusion are refused), exp/nbf with a clock tolerance.
+ * allow-list (so `alg: none` and HS/RS confusion are refused), exp required, exp/nbf with a clock tolerance.
  * With `verify: false` it only decodes (the token was verified upstream), still honouring exp/nbf.
  */
 export class TokenVerifier {
@@ -115,6 +115,9 @@ export class TokenVerifier {
     }
     const options = {
       algorithms: this.config.algorithms,
+      // A signed token without exp would be good forever, an admin's too: refused. (Decode-only mode
+      // trusts whoever verified the token upstream, so it leaves that rule to them.)
+      requiredClaims: ['exp'],
       clockTolerance: tolerance,
       currentDate: new Date(this.now()),
     };
@@ -184,6 +187,7 @@ function describeTokenError(error: unknown): string {
   if (error instanceof KeySetUnavailable) return 'the key set could not be fetched';
   if (error instanceof joseErrors.JWTExpired) return 'the token has expired';
   if (error instanceof joseErrors.JWTClaimValidationFailed) {
+    if (error.claim === 'exp' && error.reason === 'missing') return 'the token has no expiry (exp claim)';
     return error.claim === 'nbf' ? 'the token is not valid yet' : `the token's ${error.claim} claim is invalid`;
   }
   if (error instanceof joseErrors.JOSEAlgNotAllowed) return 'the token is signed with an algorithm that is not allowed';
