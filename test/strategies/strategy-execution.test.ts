@@ -296,6 +296,33 @@ describe('enable, disable, failures', () => {
     await checkInvariants(app);
   });
 
+  test('register-before and access-after decide users the gateway leaves to the evaluator (run and preview)', async () => {
+    await addUsers(app, [
+      { id: 'when-old', createdAt: '2024-06-01T00:00:00Z', accessTime: '2026-03-01T00:00:00Z' },
+      { id: 'when-new', createdAt: '2026-02-01T00:00:00Z', accessTime: '2026-03-01T00:00:00Z' },
+      { id: 'when-idle', createdAt: '2024-06-01T00:00:00Z', accessTime: '2025-03-01T00:00:00Z' },
+      // Half a millisecond past the instant: both SQL and the evaluator compare at whole milliseconds.
+      { id: 'when-edge', createdAt: '2025-01-01T00:00:00.0005+08:00', accessTime: '2026-03-01T00:00:00Z' },
+    ]);
+    // quota-le keeps every user undecided in SQL, so the evaluator reads their times.
+    const condition =
+      'and(match-user("when-old", "when-new", "when-idle", "when-edge"), quota-le("m", 5), ' +
+      'register-before("2025-01-01"), access-after("2026-01-01"))';
+    const preview = await admin<{ previewCondition: Record<string, unknown> }>(
+      'query($e: String!) { previewCondition(expression: $e) { matchedUsers undecidedUsers sampleUserIds } }',
+      { e: condition },
+    );
+    expect(preview.data?.previewCondition).toEqual({
+      matchedUsers: 2,
+      undecidedUsers: 0,
+      sampleUserIds: ['when-edge', 'when-old'],
+    });
+    const strategy = await createStrategy(app, { name: 'by-times', condition });
+    expect(await runAndWait(app, strategy.id)).toMatchObject({ status: 'SUCCEEDED', succeeded: 2, failed: 0 });
+    expect(await completedPerUser(app, strategy.id)).toEqual({ 'when-edge': 1, 'when-old': 1 });
+    await checkInvariants(app);
+  });
+
   test('a strategy deleted while its run decides grants nobody, and the run ends cleanly', async () => {
     const ids = await usersFor('gone', 2);
     const strategy = await createStrategy(app, {
@@ -318,7 +345,12 @@ describe('enable, disable, failures', () => {
       expect(deleted.data?.deleteStrategy).toBe(true);
       app.simulator.clearFaults();
       app.simulator.release();
-      expect(await waitForRun(app, run.id)).toMatchObject({ status: 'SUCCEEDED', succeeded: 0, failed: 0, error: null });
+      expect(await waitForRun(app, run.id)).toMatchObject({
+        status: 'SUCCEEDED',
+        succeeded: 0,
+        failed: 0,
+        error: null,
+      });
     } finally {
       app.simulator.clearFaults();
       app.simulator.release();

@@ -47,8 +47,9 @@ export interface ExecutionFilter {
 /** A directory user as the condition evaluator reads it (USER_COLUMNS, plus EMPLOYEE_COLUMNS when joined). */
 export interface EvaluatedUserRow {
   id: string;
-  created_at: Date | null;
-  access_time: Date | null;
+  /** Milliseconds since the epoch (bigint, so the driver answers a string). */
+  created_ms: string | number | null;
+  access_ms: string | number | null;
   vip: number | null;
   github_star: string | null;
   company: string | null;
@@ -64,8 +65,14 @@ interface UserRow extends EvaluatedUserRow {
 
 export const DEFAULT_CANDIDATE_CHUNK = 500;
 
-/** What the evaluator reads of a user (`u`, auth_users) — and of their HR record (`e`) when joined. */
-export const USER_COLUMNS = 'u.id, u.created_at, u.access_time, u.vip, u.github_star, u.company, u.employee_number';
+/**
+ * What the evaluator reads of a user (`u`, auth_users) — and of their HR record (`e`) when joined.
+ * Times as whole milliseconds since the epoch, rounded down: the precision the SQL translation compares
+ * at (condition/sql.ts), so both sides decide alike; and the ORM's driver would answer a timestamptz as
+ * text, which the evaluator cannot compare.
+ */
+export const USER_COLUMNS = `u.id, ${epochMilliseconds('u.created_at')} as created_ms, ${epochMilliseconds('u.access_time')} as access_ms,
+  u.vip, u.github_star, u.company, u.employee_number`;
 export const EMPLOYEE_COLUMNS = 'e.employee_number is not null as has_employee, e.dept_full_level_names as dept_path';
 
 /** What a chunk query reads of each user: everything the evaluator may need, or just the id. */
@@ -82,8 +89,8 @@ function toCandidate(row: UserRow, joined: boolean): Candidate {
 export function toEvaluatedUser(row: EvaluatedUserRow, joined: boolean): CandidateUser {
   const user: CandidateUser = {
     id: row.id,
-    createdAt: row.created_at,
-    accessTime: row.access_time,
+    createdAt: instantOf(row.created_ms),
+    accessTime: instantOf(row.access_ms),
     vip: row.vip,
     githubStar: row.github_star,
     company: row.company,
@@ -91,6 +98,14 @@ export function toEvaluatedUser(row: EvaluatedUserRow, joined: boolean): Candida
   };
   if (joined) user.departmentPath = row.has_employee ? splitDepartmentPath(row.dept_path) : null;
   return user;
+}
+
+function epochMilliseconds(column: string): string {
+  return `floor(extract(epoch from ${column}) * 1000)::bigint`;
+}
+
+function instantOf(milliseconds: string | number | null): Date | null {
+  return milliseconds === null ? null : new Date(Number(milliseconds));
 }
 
 export class CandidateSource {

@@ -15,7 +15,12 @@ import {
   toNumberedPlaceholders,
   usesGateway,
 } from '../../../src/modules/strategies/condition/index.js';
-import { AuthUser } from '../../../src/modules/users/auth-user.entity.js';
+import {
+  type CandidateUser,
+  type EvaluatedUserRow,
+  toEvaluatedUser,
+  USER_COLUMNS,
+} from '../../../src/modules/strategies/strategy-candidates.js';
 import type { Cents } from '../../../src/money.js';
 import { dropDatabase, uniqueDatabaseUrl } from '../../support/database.js';
 
@@ -206,7 +211,7 @@ const MODES: { name: string; options: ConditionSqlOptions }[] = [
 
 let orm: MikroORM;
 let databaseUrl: string;
-let users: AuthUser[];
+let users: CandidateUser[];
 
 beforeAll(async () => {
   databaseUrl = uniqueDatabaseUrl('condition_sql');
@@ -231,8 +236,11 @@ beforeAll(async () => {
       [user.id, user.createdAt, user.accessTime, user.vip, user.githubStar, user.company, user.employeeNumber],
     );
   }
-  // The evaluator sees users as the application loads them (Date: milliseconds).
-  users = await orm.em.fork().find(AuthUser, {}, { orderBy: { id: 'asc' } });
+  // The evaluator sees users exactly as strategy runs and previewCondition load them for it.
+  const rows = await orm.em
+    .fork()
+    .execute<EvaluatedUserRow[]>(`select ${USER_COLUMNS} from auth_users u order by u.id`);
+  users = rows.map((row) => toEvaluatedUser(row, false));
 });
 
 afterAll(async () => {
@@ -284,7 +292,7 @@ async function mismatchesOf(expression: string, mode: (typeof MODES)[number], st
   const sql = conditionToSql(ast, mode.options);
   const verdicts = await sqlVerdicts(ast, mode.options);
   const problems: string[] = [];
-  const where = (user: AuthUser, what: string) =>
+  const where = (user: CandidateUser, what: string) =>
     `seed ${SEED}, ${mode.name}, ${parsed.normalized}, user ${JSON.stringify(user.id)}: ${what}`;
   if (!mode.options.syncEnabled || mode.options.departmentsInSql === false) {
     if (sql.needsEmployeeJoin) problems.push(`${mode.name}, ${parsed.normalized}: joins employee_department`);
