@@ -191,6 +191,9 @@ export async function startApp(options: StartAppOptions): Promise<RunningApp> {
     const verifier = new TokenVerifier(config.auth, logger.child({ component: 'auth' }));
     const schema = await buildApiSchema();
     const http = await createHttpApp({ config, schema, services, verifier, logger });
+    // After HTTP has drained (closers run in reverse): a run a draining request claimed after the
+    // runner stopped is recorded as not started before the database closes.
+    closers.push(() => jobRunner.settle(config.shutdownTimeoutMs));
     closers.push(() => http.close(config.shutdownTimeoutMs));
     // Closed before HTTP drains (closers run in reverse): schedules stop, running jobs reach a safe point.
     closers.push(async () => {

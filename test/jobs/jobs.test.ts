@@ -243,6 +243,60 @@ describe('claims, stale runs, shutdown', () => {
     expect(rows).toHaveLength(1);
   });
 
+  test('a run claimed while the runner stops is recorded FAILED and never started', async () => {
+    const runner = new JobRunner(app.app.services.orm, silentLogger());
+    let started = false;
+    // The claim is under way (its stale-run sweep and insert) when shutdown stops the runner: a
+    // request still draining does exactly this.
+    const claim = runner.start({
+      type: 'SYNC_QUOTAS',
+      jobKey: `late-claim-${Date.now()}`,
+      exclusive: true,
+      trigger: 'MANUAL',
+      handler: async () => {
+        started = true;
+      },
+    });
+    await runner.stop(1_000);
+    const result = await claim;
+    await runner.settle(1_000);
+    expect(result.started).toBe(true);
+    if (!result.started) return;
+    expect(started).toBe(false);
+    expect(await jobRun(result.run.id)).toMatchObject({
+      status: 'FAILED',
+      error: 'INTERRUPTED: the server was shutting down; the run did not start',
+    });
+    expect(runner.activeRunIds).toEqual([]);
+  });
+
+  test('a run another instance ended keeps that record, and its work is told to stop', async () => {
+    const runner = new JobRunner(app.app.services.orm, silentLogger(), { counterFlushMs: 10, heartbeatMs: 10 });
+    let sawAbort = false;
+    const result = await runner.start({
+      type: 'SYNC_QUOTAS',
+      jobKey: `taken-over-${Date.now()}`,
+      exclusive: true,
+      trigger: 'MANUAL',
+      handler: async ({ signal, progress }) => {
+        progress.processed();
+        const deadline = Date.now() + 10_000;
+        while (!signal.aborted && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 5));
+        sawAbort = signal.aborted;
+      },
+    });
+    if (!result.started) throw new Error('expected a claim');
+    // What a reaper on another instance writes when it saw no heartbeat in time.
+    await app.app.services.orm.em
+      .fork()
+      .execute(`update job_run set status = 'FAILED', error = 'INTERRUPTED: reaped by the test' where id = ?`, [
+        result.run.id,
+      ]);
+    await runner.waitFor(result.run.id);
+    expect(sawAbort).toBe(true);
+    expect(await jobRun(result.run.id)).toMatchObject({ status: 'FAILED', error: 'INTERRUPTED: reaped by the test' });
+  });
+
   test('shutdown during a long run leaves no run RUNNING, whether the job stops at a safe point or not', async () => {
     const other = await startTestApp({
       label: 'jobs shutdown',

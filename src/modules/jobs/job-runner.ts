@@ -64,9 +64,15 @@ export interface JobRunnerOptions {
   /**
    * The server's clock: a run that is not a scheduled fire is "fired" at the instant it was requested
    * by this clock, so everything a run derives from that instant (a strategy run's one batch number)
-   * follows a settable clock in tests. Heartbeats and staleness stay on wall time.
+   * follows a settable clock in tests. A run's start, heartbeats, end and staleness are the database's time.
    */
   clock?: Clock;
+}
+
+interface RunCounters {
+  processed: number;
+  succeeded: number;
+  failed: number;
 }
 
 interface ActiveRun {
@@ -114,11 +120,11 @@ export class JobRunner {
   async claimWithin(em: EntityManager, request: JobRequest): Promise<PendingClaim> {
     if (this.stopping) return { result: { started: false, activeRun: null }, launch: () => {} };
     await this.reapStaleRuns();
-    const now = new Date();
+    // Start, heartbeats and end are the database's time, so a run's times compare across instances.
     const rows = await em.execute<{ id: string }[]>(
       `insert into job_run (type, job_key, exclusive, fire_key, trigger, strategy_id, status, requested_by,
          instance_id, heartbeat_at, started_at)
-       values (?, ?, ?, ?, ?, ?, 'RUNNING', ?, ?, ?, ?)
+       values (?, ?, ?, ?, ?, ?, 'RUNNING', ?, ?, now(), now())
        on conflict do nothing
        returning id`,
       [
@@ -130,8 +136,6 @@ export class JobRunner {
         request.strategyId ?? null,
         request.requestedBy ?? null,
         this.instanceId,
-        now,
-        now,
       ],
     );
     if (rows.length === 0) {
@@ -142,7 +146,7 @@ export class JobRunner {
     }
     const run = await em.findOneOrFail(JobRun, { id: String(rows[0]!.id) });
     // One instant per run: every part of the run that needs "when" reads this, not the clock again.
-    const firedAt = request.firedAt ?? this.clock?.now() ?? now;
+    const firedAt = request.firedAt ?? this.clock?.now() ?? new Date();
     return { result: { started: true, run }, launch: () => this.execute(run, { ...request, firedAt }) };
   }
 
@@ -151,16 +155,20 @@ export class JobRunner {
     return this.orm.em.fork();
   }
 
-  /** Marks runs whose instance stopped sending heartbeats as FAILED, freeing their job. */
+  /**
+   * Marks runs whose instance stopped sending heartbeats as FAILED, freeing their job. Heartbeats are
+   * written and judged by the database's clock: instances whose own clocks disagree by more than the
+   * stale interval must not take each other's healthy runs for dead.
+   */
   async reapStaleRuns(): Promise<number> {
     const em = this.orm.em.fork();
-    const cutoff = new Date(Date.now() - this.staleAfterMs);
     const reaped = await em.execute<{ id: string }[]>(
       `update job_run set status = 'FAILED', finished_at = now(),
          error = 'INTERRUPTED: the instance running it stopped before it finished'
-       where status in ('QUEUED', 'RUNNING') and (heartbeat_at is null or heartbeat_at < ?)
+       where status in ('QUEUED', 'RUNNING')
+         and (heartbeat_at is null or heartbeat_at < now() - make_interval(secs => ?))
        returning id`,
-      [cutoff],
+      [this.staleAfterMs / 1000],
     );
     if (reaped.length > 0)
       this.logger.warn({ runs: reaped.map((row) => row.id) }, 'marked abandoned job runs as failed');
@@ -178,12 +186,11 @@ export class JobRunner {
   }
 
   /**
-   * Shutdown: abort running jobs (they stop at their next safe point), wait up to the timeout, and
-   * mark what is still running as FAILED so no run stays RUNNING.
+   * Waits (up to the timeout) for every run of this instance to be recorded as ended — also those a
+   * request claimed while the runner was stopping, which are recorded FAILED without running. Shutdown
+   * calls it once HTTP has drained, before the database closes.
    */
-  async stop(timeoutMs: number): Promise<void> {
-    this.stopping = true;
-    for (const run of this.active.values()) run.controller.abort();
+  async settle(timeoutMs: number): Promise<void> {
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([
       Promise.allSettled([...this.active.values()].map((run) => run.done)),
@@ -192,6 +199,16 @@ export class JobRunner {
       }),
     ]);
     clearTimeout(timer);
+  }
+
+  /**
+   * Shutdown: abort running jobs (they stop at their next safe point), wait up to the timeout, and
+   * mark what is still running as FAILED so no run stays RUNNING.
+   */
+  async stop(timeoutMs: number): Promise<void> {
+    this.stopping = true;
+    for (const run of this.active.values()) run.controller.abort();
+    await this.settle(timeoutMs);
     const unfinished = [...this.active.keys()];
     if (unfinished.length > 0) {
       await this.orm.em.fork().execute(
@@ -202,8 +219,49 @@ export class JobRunner {
     }
   }
 
+  /**
+   * Counters and a heartbeat (the database's clock) for a run still RUNNING. False when the row is no
+   * longer RUNNING: ended by a reaper or by shutdown's mark, which a late write must not undo.
+   */
+  private async recordProgress(runId: string, counters: RunCounters): Promise<boolean> {
+    const rows = await this.orm.em.fork().execute<{ id: string }[]>(
+      `update job_run set processed = ?, succeeded = ?, failed = ?, heartbeat_at = now()
+       where id = ? and status = 'RUNNING' returning id`,
+      [counters.processed, counters.succeeded, counters.failed, runId],
+    );
+    return rows.length > 0;
+  }
+
+  /** Ends a run that is still RUNNING; false when something else already ended it. */
+  private async recordEnd(
+    runId: string,
+    status: 'SUCCEEDED' | 'FAILED',
+    error: string | null,
+    counters?: RunCounters,
+  ): Promise<boolean> {
+    const rows = await this.orm.em.fork().execute<{ id: string }[]>(
+      `update job_run set status = ?, error = ?, finished_at = now(), heartbeat_at = now(),
+         processed = coalesce(?, processed), succeeded = coalesce(?, succeeded), failed = coalesce(?, failed)
+       where id = ? and status = 'RUNNING' returning id`,
+      [status, error, counters?.processed ?? null, counters?.succeeded ?? null, counters?.failed ?? null, runId],
+    );
+    return rows.length > 0;
+  }
+
   private execute(run: JobRun, request: JobRequest & { firedAt: Date }): void {
     const controller = new AbortController();
+    if (this.stopping) {
+      // Claimed by a request that was still under way when shutdown began (stop() has already looked
+      // at the active runs): recorded as ended without starting work on a database about to close.
+      const done = this.recordEnd(run.id, 'FAILED', 'INTERRUPTED: the server was shutting down; the run did not start')
+        .then(() => undefined)
+        .catch((error) =>
+          this.logger.error({ err: error, jobRunId: run.id }, 'could not record a run refused at shutdown'),
+        )
+        .finally(() => this.active.delete(run.id));
+      this.active.set(run.id, { controller, done });
+      return;
+    }
     const counters = { processed: 0, succeeded: 0, failed: 0 };
     let dirty = false;
     const logger = this.logger.child({ jobRunId: run.id, job: request.jobKey });
@@ -213,16 +271,13 @@ export class JobRunner {
         counters[key] += count;
         dirty = true;
       };
-    const flush = async (extra: Record<string, unknown> = {}) => {
+    const flush = async () => {
       dirty = false;
-      const fields = { ...counters, heartbeat_at: new Date(), ...extra };
-      const names = Object.keys(fields);
-      await this.orm.em
-        .fork()
-        .execute(`update job_run set ${names.map((name) => `${name} = ?`).join(', ')} where id = ?`, [
-          ...Object.values(fields),
-          run.id,
-        ]);
+      if (await this.recordProgress(run.id, counters)) return;
+      // Another instance took this run for dead (no heartbeat seen in time) and ended it: stop the work,
+      // whose job may already be running again elsewhere.
+      logger.warn('the run was marked ended by another instance; stopping it');
+      controller.abort();
     };
     // Heartbeat and counters in one periodic write.
     let lastBeat = Date.now();
@@ -259,7 +314,9 @@ export class JobRunner {
         clearInterval(ticker);
       }
       try {
-        await flush({ status, error, finished_at: new Date() });
+        if (!(await this.recordEnd(run.id, status, error, counters))) {
+          logger.warn({ status, error }, 'the run had already been marked ended elsewhere; that record is kept');
+        }
       } catch (flushError) {
         logger.error({ err: flushError }, 'could not record the end of a job run');
       }
