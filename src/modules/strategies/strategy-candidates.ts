@@ -35,6 +35,13 @@ export interface CandidateUser extends ConditionUser {
  */
 export type Candidate = { decided: true; userId: string } | { decided: false; user: CandidateUser };
 
+/** One keyset page of candidates; `rows` counts the users read, excluded ones too. */
+interface CandidateChunk {
+  candidates: Candidate[];
+  rows: number;
+  lastId: string | null;
+}
+
 /** Which executions keep a user out of this run. */
 export interface ExecutionFilter {
   strategyId: string;
@@ -100,6 +107,14 @@ export function toEvaluatedUser(row: EvaluatedUserRow, joined: boolean): Candida
   return user;
 }
 
+/**
+ * Keyset paging over `auth_users u` in the order of its id. The first page has no lower bound: the
+ * column may be a uuid (SPEC §2), which no text like '' can be compared with.
+ */
+export function afterUser(after: string | null): { sql: string; params: string[] } {
+  return after === null ? { sql: 'true', params: [] } : { sql: 'u.id > ?', params: [after] };
+}
+
 function epochMilliseconds(column: string): string {
   return `floor(extract(epoch from ${column}) * 1000)::bigint`;
 }
@@ -127,9 +142,9 @@ export class CandidateSource {
     chunkSize = DEFAULT_CANDIDATE_CHUNK,
   ): AsyncGenerator<Candidate[]> {
     const translation = this.translate(ast);
-    let after = '';
+    let after: string | null = null;
     for (;;) {
-      const chunk = this.directory.sharesMainDatabase
+      const chunk: CandidateChunk = this.directory.sharesMainDatabase
         ? await this.sharedChunk(translation, filter, after, chunkSize)
         : await this.separateChunk(translation, filter, after, chunkSize);
       if (chunk.rows === 0) return;
@@ -143,22 +158,23 @@ export class CandidateSource {
   private async sharedChunk(
     translation: ConditionSql,
     filter: ExecutionFilter,
-    after: string,
+    after: string | null,
     limit: number,
-  ): Promise<{ candidates: Candidate[]; rows: number; lastId: string }> {
+  ): Promise<CandidateChunk> {
     // The join is there whenever the SQL reads the HR mirror; its columns are read only for the evaluator.
     const readsEmployee = translation.needsEmployeeJoin && translation.needsEvaluation;
     const params: SqlParam[] = [];
     const decided = translation.needsEvaluation ? translation.definitelyTrue : { sql: 'true', params: [] };
     params.push(...decided.params);
     const employeeColumns = readsEmployee ? `, ${EMPLOYEE_COLUMNS}` : '';
-    params.push(after, ...translation.possiblyTrue.params);
+    const page = afterUser(after);
+    params.push(...page.params, ...translation.possiblyTrue.params);
     const exclusion = this.exclusionSql(filter, params);
     params.push(limit);
     const rows = await this.orm.em.fork().execute<UserRow[]>(
       `select ${userColumns(translation)}${employeeColumns}, (${decided.sql}) as decided
        from ${conditionFromClause(translation.needsEmployeeJoin)}
-       where u.id > ? and (${translation.possiblyTrue.sql}) ${exclusion}
+       where ${page.sql} and (${translation.possiblyTrue.sql}) ${exclusion}
        order by u.id
        limit ?`,
       params,
@@ -173,12 +189,12 @@ export class CandidateSource {
 
   private exclusionSql(filter: ExecutionFilter, params: SqlParam[]): string {
     params.push(filter.strategyId, filter.fireKey);
-    let sql = `and not exists (select 1 from quota_execute x where x.strategy_id = ? and x.user_id = u.id and (x.fire_key = ?${
+    let sql = `and not exists (select 1 from quota_execute x where x.strategy_id = ? and x.user_id = u.id::text and (x.fire_key = ?${
       filter.single ? ` or (x.single and x.status in ('processing', 'completed'))` : ''
     }))`;
     if (!filter.single && filter.maxExecPerUser > 0) {
       params.push(filter.strategyId, filter.maxExecPerUser);
-      sql += ` and (select count(*) from quota_execute c where c.strategy_id = ? and c.user_id = u.id and c.status = 'completed') < ?`;
+      sql += ` and (select count(*) from quota_execute c where c.strategy_id = ? and c.user_id = u.id::text and c.status = 'completed') < ?`;
     }
     return sql;
   }
@@ -190,14 +206,15 @@ export class CandidateSource {
   private async separateChunk(
     translation: ConditionSql,
     filter: ExecutionFilter,
-    after: string,
+    after: string | null,
     limit: number,
-  ): Promise<{ candidates: Candidate[]; rows: number; lastId: string }> {
+  ): Promise<CandidateChunk> {
     const decided = translation.needsEvaluation ? translation.definitelyTrue : { sql: 'true', params: [] };
+    const page = afterUser(after);
     const rows = await this.directory.em().execute<UserRow[]>(
       `select ${userColumns(translation)}, (${decided.sql}) as decided from auth_users u
-         where u.id > ? and (${translation.possiblyTrue.sql}) order by u.id limit ?`,
-      [...decided.params, after, ...translation.possiblyTrue.params, limit],
+         where ${page.sql} and (${translation.possiblyTrue.sql}) order by u.id limit ?`,
+      [...decided.params, ...page.params, ...translation.possiblyTrue.params, limit],
     );
     if (rows.length === 0) return { candidates: [], rows: 0, lastId: after };
     const excluded = await excludedUsers(

@@ -7,6 +7,7 @@ import type { UserDirectory } from '../users/user-directory.js';
 import { assertValidCondition, conditionFromClause, evaluateCondition } from './condition/index.js';
 import { conditionContext } from './condition-context.js';
 import {
+  afterUser,
   type CandidateSource,
   EMPLOYEE_COLUMNS,
   type EvaluatedUserRow,
@@ -71,12 +72,13 @@ export class StrategyPreviewer {
       const undecided = `(${sql.possiblyTrue.sql}) and not (${sql.definitelyTrue.sql})`;
       const params = [...sql.possiblyTrue.params, ...sql.definitelyTrue.params];
       const joinColumns = sql.needsEmployeeJoin ? `, ${EMPLOYEE_COLUMNS}` : '';
-      let after = '';
+      let after: string | null = null;
       for (;;) {
-        const rows = await em.execute<EvaluatedUserRow[]>(
+        const page = afterUser(after);
+        const rows: EvaluatedUserRow[] = await em.execute<EvaluatedUserRow[]>(
           `select ${USER_COLUMNS}${joinColumns}
-           from ${from} where u.id > ? and ${undecided} order by u.id limit ?`,
-          [after, ...params, EVALUATION_CHUNK],
+           from ${from} where ${page.sql} and ${undecided} order by u.id limit ?`,
+          [...page.params, ...params, EVALUATION_CHUNK],
         );
         if (rows.length === 0) break;
         after = rows.at(-1)!.id;

@@ -6,12 +6,38 @@ import { AuthUser } from './auth-user.entity.js';
  * Reads the user directory (`auth_users`, SPEC §2), which may live in the main database or in its
  * own (AUTH_DATABASE_URL). Never writes it. Other modules ask here instead of touching AuthUser.
  */
+/** The textual form PostgreSQL accepts for a uuid (hyphens where it prints them). */
+const UUID_TEXT = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
 export class UserDirectory {
+  /** Whether `auth_users.id` is a uuid column (SPEC §2: text or uuid), read once. */
+  private idIsUuid: Promise<boolean> | undefined;
+
   constructor(
     private readonly orm: MikroORM,
     /** true when the directory shares the main database, so SQL may join it with our tables. */
     readonly sharesMainDatabase: boolean,
   ) {}
+
+  /**
+   * The ids among `userIds` the directory's id column can hold. A uuid column refuses any other text
+   * with an error (22P02) rather than finding nothing, and such an id is simply not in the directory.
+   */
+  private async storableIds(userIds: readonly string[]): Promise<string[]> {
+    this.idIsUuid ??= this.readIdIsUuid().catch((error) => {
+      this.idIsUuid = undefined; // not remembered: the next lookup asks again
+      throw error;
+    });
+    return (await this.idIsUuid) ? userIds.filter((id) => UUID_TEXT.test(id)) : [...userIds];
+  }
+
+  private async readIdIsUuid(): Promise<boolean> {
+    const rows = await this.em().execute<{ data_type: string }[]>(
+      `select data_type from information_schema.columns
+       where table_schema = current_schema() and table_name = 'auth_users' and column_name = 'id'`,
+    );
+    return rows[0]?.data_type === 'uuid';
+  }
 
   /** A fresh EntityManager on the directory's database. */
   em(): EntityManager {
@@ -19,6 +45,7 @@ export class UserDirectory {
   }
 
   async findById(userId: string): Promise<AuthUser | null> {
+    if ((await this.storableIds([userId])).length === 0) return null;
     return this.em().findOne(AuthUser, { id: userId });
   }
 
@@ -28,7 +55,7 @@ export class UserDirectory {
    * it reads two columns as plain rows: mapping them to entities cost more than the query.
    */
   async findGithubStars(userIds: readonly string[]): Promise<Map<string, string | null>> {
-    const ids = [...new Set(userIds)];
+    const ids = await this.storableIds([...new Set(userIds)]);
     if (ids.length === 0) return new Map();
     const rows = await this.em().execute<{ id: string; github_star: string | null }[]>(
       `select id, github_star from auth_users where id in (${ids.map(() => '?').join(', ')})`,
@@ -66,6 +93,7 @@ export class UserDirectory {
   }
 
   async exists(userId: string): Promise<boolean> {
+    if ((await this.storableIds([userId])).length === 0) return false;
     return (await this.em().count(AuthUser, { id: userId })) > 0;
   }
 
