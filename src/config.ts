@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import { cronProblem } from './modules/jobs/cron.js';
 
 /**
@@ -183,6 +184,37 @@ class EnvReader {
     return value as T;
   }
 
+  /** An HTTP header name (RFC 9110 token), lower-cased. */
+  headerName(name: string, fallback: string): string {
+    const value = this.string(name, fallback).toLowerCase();
+    if (!/^[!#$%&'*+.^_`|~0-9a-z-]+$/.test(value)) {
+      throw new ConfigError(name, `must be an HTTP header name (letters, digits, "-"), got "${value}"`);
+    }
+    return value;
+  }
+
+  /** An HTTP header value Node will send: no control characters but tab, nothing beyond Latin-1. Often a secret: never echoed. */
+  headerValue(name: string, fallback: string): string {
+    const value = this.string(name, fallback);
+    if (!/^[\t\x20-\x7e\x80-\xff]*$/.test(value)) {
+      throw new ConfigError(
+        name,
+        'must be printable text an HTTP header can carry (no control characters, Latin-1 only)',
+      );
+    }
+    return value;
+  }
+
+  /** A host name or IP address to listen on. */
+  host(name: string, fallback: string): string {
+    const value = this.string(name, fallback);
+    const hostName = /^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/i;
+    if (isIP(value) === 0 && !hostName.test(value)) {
+      throw new ConfigError(name, `must be a host name or an IP address, got "${value}"`);
+    }
+    return value;
+  }
+
   url(name: string, protocols: string[]): string | null {
     const value = this.raw(name);
     if (value === undefined) return null;
@@ -266,7 +298,7 @@ export function loadConfig(env: Env = process.env): AppConfig {
 
   return {
     port: read.integer('PORT', 8099, 1, 65535),
-    host: read.string('HOST', embeddedDatabase ? '127.0.0.1' : '0.0.0.0'),
+    host: read.host('HOST', embeddedDatabase ? '127.0.0.1' : '0.0.0.0'),
     embeddedDatabase,
     dataDir: read.string('DATA_DIR', '.data'),
     databaseUrl,
@@ -275,8 +307,8 @@ export function loadConfig(env: Env = process.env): AppConfig {
     gateway: {
       url: read.url('AIGATEWAY_URL', ['http:', 'https:']),
       adminPath: normalisePath(read, 'AIGATEWAY_ADMIN_PATH', '/v1/chat/completions/quota'),
-      authHeader: read.string('AIGATEWAY_AUTH_HEADER', 'x-admin-key').toLowerCase(),
-      authValue: read.string('AIGATEWAY_AUTH_VALUE', ''),
+      authHeader: read.headerName('AIGATEWAY_AUTH_HEADER', 'x-admin-key'),
+      authValue: read.headerValue('AIGATEWAY_AUTH_VALUE', ''),
       timeoutMs: read.integer('AIGATEWAY_TIMEOUT_MS', 30_000, 1, 600_000),
       retries: read.integer('AIGATEWAY_RETRIES', 3, 0, 10),
       retryBaseDelayMs: read.integer('AIGATEWAY_RETRY_BASE_MS', 100, 0, 60_000),
@@ -339,10 +371,7 @@ function readAuth(read: EnvReader, embeddedDatabase: boolean): AuthConfig {
       throw new ConfigError('AUTH_ALGORITHMS', `cannot allow ${algorithm} without AUTH_JWKS_URL`);
     }
   }
-  const tokenHeader = read.string('AUTH_TOKEN_HEADER', 'authorization').toLowerCase();
-  if (!/^[a-z0-9-]+$/.test(tokenHeader)) {
-    throw new ConfigError('AUTH_TOKEN_HEADER', `must be an HTTP header name, got "${tokenHeader}"`);
-  }
+  const tokenHeader = read.headerName('AUTH_TOKEN_HEADER', 'authorization');
   return {
     verify,
     jwtSecret,

@@ -343,8 +343,35 @@ describe('configuration errors name the variable', () => {
     ['AUTH_TOKEN_HEADER', 'x-token:'],
     ['AIGATEWAY_ADMIN_PATH', 'v1/quota'],
     ['AIGATEWAY_ADMIN_PATH', '/v1/quota?x=1'],
+    // Node refuses to send such headers: every gateway call would fail, naming nothing.
+    ['AIGATEWAY_AUTH_HEADER', 'x admin key'],
+    ['AIGATEWAY_AUTH_HEADER', 'x-admin-key:'],
+    ['AIGATEWAY_AUTH_HEADER', 'ключ'],
+    ['AIGATEWAY_AUTH_VALUE', 'secret\u0001value'],
+    ['AIGATEWAY_AUTH_VALUE', 'ключ'],
+    ['HOST', 'not a host!'],
+    ['HOST', 'under_score.example'],
   ])('%s=%s is refused', (variable, value) => {
     expectRefused({ [variable]: value }, variable);
+  });
+
+  it('never repeats an AIGATEWAY_AUTH_VALUE it refuses (it is a secret)', () => {
+    expect(expectRefused({ AIGATEWAY_AUTH_VALUE: 'tØp-sécret\u0007' }, 'AIGATEWAY_AUTH_VALUE').message).not.toMatch(
+      /sécret/,
+    );
+  });
+
+  it('accepts header names with the punctuation HTTP allows, Latin-1 keys, host names and addresses', () => {
+    const config = loadConfig({
+      AIGATEWAY_AUTH_HEADER: 'X-Admin_Key.v2',
+      AIGATEWAY_AUTH_VALUE: 'key with spaces and é',
+      HOST: '::1',
+    });
+    expect(config.gateway).toMatchObject({ authHeader: 'x-admin_key.v2', authValue: 'key with spaces and é' });
+    expect(config.host).toBe('::1');
+    for (const host of ['0.0.0.0', '127.0.0.1', 'localhost', 'api.internal.example.com']) {
+      expect(loadConfig({ HOST: host }).host).toBe(host);
+    }
   });
 });
 
