@@ -6,13 +6,20 @@ import { badInput } from '../errors.js';
  * The one Connection helper (contract: `first` default 20, max 100; opaque `after`; `offset` for
  * page jumps, ignored when `after` is given; `totalCount`; `pageInfo`). Every list uses it.
  *
- * Cursors are opaque to clients: today they carry the position in the ordered list, prefixed with a
- * version, so they can change to keyset cursors later without breaking anyone.
+ * Cursors are opaque to clients. A list that names a key for its rows (`keyOf`: its id, or another
+ * unique column its order follows) gets keyset cursors: the next page starts strictly after that row,
+ * so rows added at the top meanwhile (a newer audit) or removed above it (a deleted strategy) neither
+ * repeat nor skip rows. Position-only cursors (in-memory lists, and cursors handed out before) still
+ * work as before: the page starts at that position.
  */
 
 export const DEFAULT_PAGE_SIZE = 20;
 export const MAX_PAGE_SIZE = 100;
-const CURSOR_PREFIX = 'v1:';
+const POSITION_PREFIX = 'v1:';
+const KEYSET_PREFIX = 'v2:';
+/** Longest cursor accepted: a position and a key of a few hundred characters, base64url. */
+const MAX_CURSOR_LENGTH = 600;
+const MAX_KEY_LENGTH = 300;
 
 @ObjectType()
 export class PageInfo {
@@ -37,21 +44,48 @@ export interface PageArgs {
 
 /** Where a page starts and how long it is, after validation. */
 export interface PageWindow {
+  /** The page size asked for. */
   limit: number;
+  /** Rows to fetch: one more than the page, so the helper can tell whether another page follows. */
+  fetchLimit: number;
+  /** Rows to skip: `offset`, or the position after a position-only cursor; 0 after a keyset cursor. */
   offset: number;
+  /** A keyset cursor's key: the query returns only rows after that row in its order. */
+  afterKey: string | null;
+  /** Position of the page's first row in the whole list (its cursors, hasPreviousPage). */
+  start: number;
 }
 
-export function encodeCursor(position: number): string {
-  return Buffer.from(`${CURSOR_PREFIX}${position}`, 'utf8').toString('base64url');
+export interface DecodedCursor {
+  position: number;
+  key: string | null;
 }
 
-export function decodeCursor(cursor: string): number {
-  if (cursor.length > 100 || !/^[A-Za-z0-9_-]+$/.test(cursor)) throw badInput('after is not a valid cursor');
+export function encodeCursor(position: number, key?: string): string {
+  const text = key === undefined ? `${POSITION_PREFIX}${position}` : `${KEYSET_PREFIX}${position}:${key}`;
+  return Buffer.from(text, 'utf8').toString('base64url');
+}
+
+export function decodeCursor(cursor: string): DecodedCursor {
+  const invalid = () => badInput('after is not a valid cursor');
+  if (cursor.length > MAX_CURSOR_LENGTH || !/^[A-Za-z0-9_-]+$/.test(cursor)) throw invalid();
   const text = Buffer.from(cursor, 'base64url').toString('utf8');
-  if (!text.startsWith(CURSOR_PREFIX)) throw badInput('after is not a valid cursor');
-  const position = text.slice(CURSOR_PREFIX.length);
-  if (!/^\d{1,9}$/.test(position)) throw badInput('after is not a valid cursor');
-  return Number(position);
+  const [prefix, rest] = [text.slice(0, 3), text.slice(3)];
+  if (prefix === POSITION_PREFIX) {
+    if (!/^\d{1,9}$/.test(rest)) throw invalid();
+    return { position: Number(rest), key: null };
+  }
+  if (prefix !== KEYSET_PREFIX) throw invalid();
+  const match = /^(\d{1,9}):([\s\S]+)$/.exec(rest);
+  if (!match || match[2]!.length > MAX_KEY_LENGTH) throw invalid();
+  return { position: Number(match[1]), key: match[2]! };
+}
+
+/** A keyset key that must be a row id (a positive whole number): anything else is a forged cursor. */
+export function idAfterKey(window: PageWindow): string | null {
+  if (window.afterKey === null) return null;
+  if (!/^[1-9]\d{0,17}$/.test(window.afterKey)) throw badInput('after is not a valid cursor');
+  return window.afterKey;
 }
 
 export function pageWindow(args: PageArgs): PageWindow {
@@ -62,10 +96,13 @@ export function pageWindow(args: PageArgs): PageWindow {
   if (args.offset !== undefined && args.offset !== null && (!Number.isInteger(args.offset) || args.offset < 0)) {
     throw badInput(`offset must be 0 or more, got ${args.offset}`);
   }
+  const window = { limit: first, fetchLimit: first + 1 };
   if (args.after !== undefined && args.after !== null) {
-    return { limit: first, offset: decodeCursor(args.after) + 1 };
+    const { position, key } = decodeCursor(args.after);
+    return { ...window, offset: key === null ? position + 1 : 0, afterKey: key, start: position + 1 };
   }
-  return { limit: first, offset: args.offset ?? 0 };
+  const offset = args.offset ?? 0;
+  return { ...window, offset, afterKey: null, start: offset };
 }
 
 export interface Connection<T> {
@@ -76,37 +113,49 @@ export interface Connection<T> {
 }
 
 /**
- * Runs one page query. `fetch` gets the window (it may ask for limit + 1 rows to learn whether more
- * follow, but totalCount is needed anyway, so a count query is the simple, exact way).
+ * Runs one page query. `fetch` gets the window and returns up to `fetchLimit` rows from `offset`, or
+ * after `afterKey` when the list has keys, plus the count of the whole list. `keyOf` names a row's key
+ * (see above); without it the list's cursors carry positions only.
  */
 export async function paginate<T>(
   args: PageArgs,
   fetch: (window: PageWindow) => Promise<{ items: T[]; totalCount: number }>,
+  keyOf?: (item: T) => string,
 ): Promise<Connection<T>> {
   const window = pageWindow(args);
   const { items, totalCount } = await fetch(window);
-  return toConnection(items, totalCount, window);
+  return toConnection(items, totalCount, window, keyOf);
 }
 
-export function toConnection<T>(items: T[], totalCount: number, window: PageWindow): Connection<T> {
-  const edges = items.map((node, index) => ({ cursor: encodeCursor(window.offset + index), node }));
+/** The page from up to `fetchLimit` rows: the extra row only says that another page follows. */
+export function toConnection<T>(
+  rows: T[],
+  totalCount: number,
+  window: PageWindow,
+  keyOf?: (item: T) => string,
+): Connection<T> {
+  const items = rows.slice(0, window.limit);
+  const edges = items.map((node, index) => ({
+    cursor: encodeCursor(window.start + index, keyOf?.(node)),
+    node,
+  }));
   return {
     edges,
     nodes: items,
     totalCount,
     pageInfo: {
-      hasNextPage: window.offset + items.length < totalCount,
-      hasPreviousPage: window.offset > 0,
+      hasNextPage: rows.length > window.limit,
+      hasPreviousPage: window.start > 0,
       startCursor: edges[0]?.cursor ?? null,
       endCursor: edges.at(-1)?.cursor ?? null,
     },
   };
 }
 
-/** Pages an in-memory list (small lists that are computed, not queried). */
+/** Pages an in-memory list (small lists that are computed, not queried): positions only. */
 export function paginateArray<T>(args: PageArgs, all: T[]): Connection<T> {
   const window = pageWindow(args);
-  return toConnection(all.slice(window.offset, window.offset + window.limit), all.length, window);
+  return toConnection(all.slice(window.start, window.start + window.fetchLimit), all.length, window);
 }
 
 /**

@@ -4,6 +4,7 @@ import {
   DEFAULT_PAGE_SIZE,
   decodeCursor,
   encodeCursor,
+  idAfterKey,
   MAX_PAGE_SIZE,
   type PageArgs,
   pageWindow,
@@ -32,10 +33,11 @@ describe('first', () => {
   it('defaults to 20 and allows 1..100', () => {
     expect(DEFAULT_PAGE_SIZE).toBe(20);
     expect(MAX_PAGE_SIZE).toBe(100);
-    expect(pageWindow({})).toEqual({ limit: 20, offset: 0 });
-    expect(pageWindow({ first: null })).toEqual({ limit: 20, offset: 0 });
-    expect(pageWindow({ first: 1 })).toEqual({ limit: 1, offset: 0 });
-    expect(pageWindow({ first: 100 })).toEqual({ limit: 100, offset: 0 });
+    const firstPage = { offset: 0, afterKey: null, start: 0 };
+    expect(pageWindow({})).toEqual({ limit: 20, fetchLimit: 21, ...firstPage });
+    expect(pageWindow({ first: null })).toEqual({ limit: 20, fetchLimit: 21, ...firstPage });
+    expect(pageWindow({ first: 1 })).toEqual({ limit: 1, fetchLimit: 2, ...firstPage });
+    expect(pageWindow({ first: 100 })).toEqual({ limit: 100, fetchLimit: 101, ...firstPage });
   });
 
   it.each([0, 101, -1, 1.5, Number.NaN])('refuses first = %s', (first) => {
@@ -45,8 +47,8 @@ describe('first', () => {
 
 describe('offset', () => {
   it('skips that many items', () => {
-    expect(pageWindow({ first: 5, offset: 10 })).toEqual({ limit: 5, offset: 10 });
-    expect(pageWindow({ offset: 0 })).toEqual({ limit: 20, offset: 0 });
+    expect(pageWindow({ first: 5, offset: 10 })).toMatchObject({ limit: 5, offset: 10, start: 10 });
+    expect(pageWindow({ offset: 0 })).toMatchObject({ limit: 20, offset: 0, start: 0 });
   });
 
   it.each([-1, -100, 2.5])('refuses offset = %s', (offset) => {
@@ -54,7 +56,12 @@ describe('offset', () => {
   });
 
   it('is ignored when after is given', () => {
-    expect(pageWindow({ first: 5, after: encodeCursor(2), offset: 20 })).toEqual({ limit: 5, offset: 3 });
+    expect(pageWindow({ first: 5, after: encodeCursor(2), offset: 20 })).toMatchObject({ limit: 5, offset: 3 });
+    expect(pageWindow({ first: 5, after: encodeCursor(2, '41'), offset: 20 })).toMatchObject({
+      offset: 0,
+      afterKey: '41',
+      start: 3,
+    });
   });
 });
 
@@ -63,8 +70,28 @@ describe('cursors', () => {
     for (const position of [0, 1, 19, 12345, 999_999_999]) {
       const cursor = encodeCursor(position);
       expect(cursor).toMatch(/^[A-Za-z0-9_-]+$/);
-      expect(decodeCursor(cursor)).toBe(position);
+      expect(decodeCursor(cursor)).toEqual({ position, key: null });
       expect(pageWindow({ after: cursor }).offset).toBe(position + 1);
+    }
+  });
+
+  it('keyset cursors round trip their position and key (which may hold ":"), and skip nothing', () => {
+    for (const key of ['1', '987654321', 'E-001:a', '研发']) {
+      const cursor = encodeCursor(7, key);
+      expect(cursor).toMatch(/^[A-Za-z0-9_-]+$/);
+      expect(decodeCursor(cursor)).toEqual({ position: 7, key });
+      expect(pageWindow({ after: cursor })).toMatchObject({ offset: 0, afterKey: key, start: 8 });
+    }
+  });
+
+  it('idAfterKey takes only a row id from a keyset cursor', () => {
+    expect(idAfterKey(pageWindow({ after: encodeCursor(3, '42') }))).toBe('42');
+    expect(idAfterKey(pageWindow({ after: encodeCursor(3) }))).toBeNull();
+    expect(idAfterKey(pageWindow({}))).toBeNull();
+    for (const forged of ['0', '-1', '1.5', '1e3', 'abc', '1 or 1=1', '9'.repeat(19)]) {
+      expect(refusal(() => idAfterKey(pageWindow({ after: encodeCursor(3, forged) }))).message).toBe(
+        'after is not a valid cursor',
+      );
     }
   });
 
@@ -73,7 +100,10 @@ describe('cursors', () => {
     ['empty', ''],
     ['non-base64url characters', 'djE6MQ=='],
     ['plain base64 with + and /', 'ab+/cd'],
-    ['the wrong prefix', base64url('v2:5')],
+    ['the wrong prefix', base64url('v3:5')],
+    ['a keyset cursor without its key', base64url('v2:5:')],
+    ['a keyset cursor without a position', base64url('v2::42')],
+    ['a keyset cursor with an over-long key', base64url(`v2:5:${'k'.repeat(301)}`)],
     ['no prefix', base64url('5')],
     ['a negative position', base64url('v1:-1')],
     ['a non-number position', base64url('v1:five')],
@@ -89,8 +119,8 @@ describe('cursors', () => {
 
 describe('paginate', () => {
   async function page(args: PageArgs, all: string[] = LETTERS) {
-    return paginate(args, async ({ limit, offset }) => ({
-      items: all.slice(offset, offset + limit),
+    return paginate(args, async ({ fetchLimit, offset }) => ({
+      items: all.slice(offset, offset + fetchLimit),
       totalCount: all.length,
     }));
   }
@@ -138,7 +168,7 @@ describe('paginate', () => {
     const byOffset = await page({ first: 5, offset: 7 });
     const byCursor = await page({ first: 5, after: encodeCursor(6) });
     expect(byCursor.edges).toEqual(byOffset.edges);
-    expect(decodeCursor(byOffset.edges[0].cursor)).toBe(7);
+    expect(decodeCursor(byOffset.edges[0].cursor)).toEqual({ position: 7, key: null });
   });
 
   it('an empty list gives an empty page with null cursors', async () => {
@@ -167,6 +197,28 @@ describe('paginate', () => {
     await expect(paginate({ first: 0 }, fetch)).rejects.toBeInstanceOf(DomainError);
     await expect(paginate({ after: 'garbage!' }, fetch)).rejects.toBeInstanceOf(DomainError);
     expect(calls).toBe(0);
+  });
+
+  it('with keys, the next page starts after the cursor row even when rows were added above it', async () => {
+    const list = [...LETTERS];
+    const keyed = (args: PageArgs) =>
+      paginate(
+        args,
+        async ({ fetchLimit, offset, afterKey }) => {
+          const from = afterKey === null ? offset : list.indexOf(afterKey) + 1;
+          return { items: list.slice(from, from + fetchLimit), totalCount: list.length };
+        },
+        (letter) => letter,
+      );
+    const first = await keyed({ first: 10 });
+    list.unshift('new-1', 'new-2'); // newest first: two rows arrive at the top meanwhile
+    const second = await keyed({ first: 10, after: first.pageInfo.endCursor });
+    expect(second.nodes).toEqual(LETTERS.slice(10, 20));
+    expect(decodeCursor(second.edges[0]!.cursor)).toEqual({ position: 10, key: 'k' });
+    expect(second.pageInfo).toMatchObject({ hasNextPage: true, hasPreviousPage: true });
+    const last = await keyed({ first: 10, after: second.pageInfo.endCursor });
+    expect(last.nodes).toEqual(LETTERS.slice(20));
+    expect(last.pageInfo.hasNextPage).toBe(false);
   });
 
   it('paginateArray pages an in-memory list the same way', async () => {

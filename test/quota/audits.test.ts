@@ -136,6 +136,32 @@ describe('myQuotaAudits', () => {
     expect([...first.nodes, ...second.nodes, ...last.nodes].map((node) => node.id)).toEqual(all);
   });
 
+  it('continues after the cursor row: audits written between two pages neither repeat nor shift it', async () => {
+    await addDirectoryUsers(app, [{ id: 'pager' }]);
+    const token = await app.token({ userId: 'pager' });
+    clock.set(T0);
+    for (let index = 0; index < 5; index++) await grant(app, 'pager', 1 + index, DEC); // five at one instant: ties
+    const pageOf = async (variables: Record<string, unknown>) => {
+      const response = await myAudits(variables, token);
+      expect(response.errors).toBeUndefined();
+      return response.data!.myQuotaAudits;
+    };
+    const before = (await pageOf({ first: 5 })).nodes.map((node) => node.id);
+    const first = await pageOf({ first: 2 });
+    expect(first.nodes.map((node) => node.id)).toEqual(before.slice(0, 2));
+    clock.set(T1);
+    await grant(app, 'pager', 10, DEC); // the newest audit lands on top of the list
+    const second = await pageOf({ first: 2, after: first.pageInfo.endCursor });
+    expect(second.nodes.map((node) => node.id)).toEqual(before.slice(2, 4));
+    expect(second.totalCount).toBe(6);
+    const third = await pageOf({ first: 2, after: second.pageInfo.endCursor });
+    expect(third.nodes.map((node) => node.id)).toEqual(before.slice(4));
+    expect(third.pageInfo.hasNextPage).toBe(false);
+    // A cursor is opaque: one whose row id was forged is refused, not passed to SQL.
+    const forged = Buffer.from('v2:1:1; drop table quota_audit', 'utf8').toString('base64url');
+    expect(errorCode(await myAudits({ first: 2, after: forged }, token))).toBe('BAD_USER_INPUT');
+  });
+
   it('filters by operation and by an inclusive time range', async () => {
     const deducts = (await myAudits({ filter: { operation: 'DEDUCT' } })).data!.myQuotaAudits;
     expect(deducts.totalCount).toBe(1);

@@ -360,10 +360,23 @@ describe('strategies (list)', () => {
     expect((await list({ nameContains: '%' })).totalCount).toBe(0);
     const firstPage = await list({ nameContains: prefix }, ', first: 2');
     expect(firstPage).toMatchObject({ totalCount: 3, pageInfo: { hasNextPage: true, hasPreviousPage: false } });
+    // Between the pages, one shown is deleted (above the cursor's row): the next page still starts right
+    // after the last one shown (by position it would skip listing-a).
+    const shown = (await list({ nameContains: `${prefix}-C` })).nodes;
+    expect(shown).toHaveLength(1);
+    const strategyC = (
+      await admin<{ strategies: { nodes: { id: string }[] } }>(
+        `{ strategies(filter: { nameContains: "${prefix}-C" }) { nodes { id } } }`,
+      )
+    ).data!.strategies.nodes[0]!;
+    expect(
+      (await admin('mutation($id: ID!) { deleteStrategy(id: $id) }', { id: strategyC.id })).errors,
+    ).toBeUndefined();
     const secondPage = await list({ nameContains: prefix }, `, first: 2, after: "${firstPage.pageInfo.endCursor}"`);
     expect(secondPage.nodes.map((node) => node.name)).toEqual([`${prefix}-a`]);
+    expect(secondPage.pageInfo).toMatchObject({ hasNextPage: false, hasPreviousPage: true });
     expect((await list({ nameContains: prefix }, ', first: 1, offset: 1')).nodes.map((node) => node.name)).toEqual([
-      `${prefix}-b`,
+      `${prefix}-a`,
     ]);
     for (const paging of [', first: 0', ', first: 101', ', offset: -1', ', after: "garbage!"']) {
       const response = await admin(`{ strategies(${paging.slice(2)}) { totalCount } }`);

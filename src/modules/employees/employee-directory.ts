@@ -146,16 +146,26 @@ export class EmployeeDirectory {
     }
     const where = conditions.length > 0 ? `where ${conditions.join(' and ')}` : '';
 
-    return paginate(page, async ({ limit, offset }) => {
-      const [rows, counted] = await Promise.all([
-        em.execute<EmployeeRow[]>(
-          `select ${SELECT_COLUMNS} from employee_department ${where} order by employee_number limit ? offset ?`,
-          [...params, limit, offset],
-        ),
-        em.execute<{ total: string | number }[]>(`select count(*) as total from employee_department ${where}`, params),
-      ]);
-      return { items: rows.map(toRecord), totalCount: Number(counted[0]?.total ?? 0) };
-    });
+    return paginate(
+      page,
+      async (window) => {
+        // Employee numbers are unique and the order: the keyset is the last one shown.
+        const keyset = window.afterKey === null ? '' : `${where === '' ? 'where' : 'and'} employee_number > ?`;
+        const [rows, counted] = await Promise.all([
+          em.execute<EmployeeRow[]>(
+            `select ${SELECT_COLUMNS} from employee_department ${where} ${keyset}
+             order by employee_number limit ? offset ?`,
+            [...params, ...(window.afterKey === null ? [] : [window.afterKey]), window.fetchLimit, window.offset],
+          ),
+          em.execute<{ total: string | number }[]>(
+            `select count(*) as total from employee_department ${where}`,
+            params,
+          ),
+        ]);
+        return { items: rows.map(toRecord), totalCount: Number(counted[0]?.total ?? 0) };
+      },
+      (employee) => employee.employeeNumber,
+    );
   }
 
   /** Every department name that appears as a path element, sorted. */

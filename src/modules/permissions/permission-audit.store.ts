@@ -1,4 +1,5 @@
 import type { EntityManager } from '../../db/orm.js';
+import { idAfterKey, type PageWindow } from '../../graphql/pagination.js';
 import type { StoredTargetType } from './permission.enums.js';
 
 /** One permission_audit row to write; `details` becomes the JSON text column. */
@@ -67,7 +68,7 @@ export interface AuditFilter {
 export async function listAudits(
   em: EntityManager,
   filter: AuditFilter,
-  window: { limit: number; offset: number },
+  window: PageWindow,
 ): Promise<{ items: AuditRow[]; totalCount: number }> {
   const conditions: string[] = [];
   const params: unknown[] = [];
@@ -80,6 +81,8 @@ export async function listAudits(
     params.push(filter.operation);
   }
   const where = conditions.length > 0 ? `where ${conditions.join(' and ')}` : '';
+  const afterId = idAfterKey(window);
+  const keyset = afterId === null ? '' : `${where === '' ? 'where' : 'and'} id < ?`;
   const [rows, counted] = await Promise.all([
     em.execute<
       {
@@ -92,8 +95,8 @@ export async function listAudits(
       }[]
     >(
       `select id, operation, target_type, target_identifier, details, create_time from permission_audit ${where}
-       order by id desc limit ? offset ?`,
-      [...params, window.limit, window.offset],
+       ${keyset} order by id desc limit ? offset ?`,
+      [...params, ...(afterId === null ? [] : [afterId]), window.fetchLimit, window.offset],
     ),
     em.execute<{ total: string }[]>(`select count(*) as total from permission_audit ${where}`, params),
   ]);

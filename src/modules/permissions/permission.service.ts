@@ -226,20 +226,24 @@ export class PermissionService {
         throw badInput(`${name} must be at most ${MAX_FILTER_LENGTH} characters`);
       }
     }
-    return paginate(page, async (window) => {
-      const { items, totalCount } = await listAudits(em, filter, window);
-      return {
-        totalCount,
-        items: items.map((row) => ({
-          id: row.id,
-          operation: row.operation,
-          targetType: targetTypeOf(row.targetType),
-          targetIdentifier: row.targetIdentifier,
-          details: parseDetails(row.details),
-          createdAt: row.createdAt,
-        })),
-      };
-    });
+    return paginate(
+      page,
+      async (window) => {
+        const { items, totalCount } = await listAudits(em, filter, window);
+        return {
+          totalCount,
+          items: items.map((row) => ({
+            id: row.id,
+            operation: row.operation,
+            targetType: targetTypeOf(row.targetType),
+            targetIdentifier: row.targetIdentifier,
+            details: parseDetails(row.details),
+            createdAt: row.createdAt,
+          })),
+        };
+      },
+      (audit) => audit.id,
+    );
   }
 
   /**

@@ -4,7 +4,7 @@ import { type Sql, sqlOf } from '../../db/driver-transaction.js';
 import type { EntityManager } from '../../db/orm.js';
 import { isSqlState, SqlState } from '../../db/sql-state.js';
 import { DomainError, ErrorCode } from '../../errors.js';
-import { type Connection, type PageArgs, paginate } from '../../graphql/pagination.js';
+import { type Connection, idAfterKey, type PageArgs, paginate } from '../../graphql/pagination.js';
 import { LATEST_INSTANT } from '../../graphql/scalars.js';
 import type { Logger } from '../../logger.js';
 import { type Cents, centsToAmount, decimalToCents } from '../../money.js';
@@ -279,14 +279,27 @@ export class QuotaService {
       ...(end !== null && end <= LATEST_INSTANT.getTime() ? { $lt: new Date(end) } : {}),
     };
     if (Object.keys(createdAt).length > 0) where.createdAt = createdAt;
-    return paginate(page, async ({ limit, offset }) => {
-      const [items, totalCount] = await em.findAndCount(QuotaAuditRow, where, {
-        orderBy: { createdAt: 'desc', id: 'desc' },
-        limit,
-        offset,
-      });
-      return { items, totalCount };
-    });
+    return paginate(
+      page,
+      async (window) => {
+        const rows = em
+          .createQueryBuilder(QuotaAuditRow, 'a')
+          .where(where)
+          .orderBy({ createdAt: 'desc', id: 'desc' })
+          .limit(window.fetchLimit)
+          .offset(window.offset);
+        const afterId = idAfterKey(window);
+        if (afterId !== null) {
+          // The cursor row's own time, read by the database: exact to the microsecond.
+          rows.andWhere('(a.create_time, a.id) < (select b.create_time, b.id from quota_audit b where b.id = ?)', [
+            afterId,
+          ]);
+        }
+        const [items, totalCount] = await Promise.all([rows.getResultList(), em.count(QuotaAuditRow, where)]);
+        return { items, totalCount };
+      },
+      (audit) => audit.id,
+    );
   }
 
   /** Recorded monthly usage of a user, newest month first. */

@@ -1,5 +1,12 @@
 import type { EntityManager } from '../../db/orm.js';
-import { type Connection, type PageArgs, type PageWindow, pageWindow, toConnection } from '../../graphql/pagination.js';
+import {
+  type Connection,
+  idAfterKey,
+  type PageArgs,
+  type PageWindow,
+  pageWindow,
+  toConnection,
+} from '../../graphql/pagination.js';
 import { centsToAmount, decimalToCents } from '../../money.js';
 import { ExecutionStatus, type StrategyExecutionObject } from './strategy.types.js';
 
@@ -56,6 +63,12 @@ export async function executionPages(
   const ids = JSON.stringify([...new Set(strategyIds)]);
   const statusFilter = status ? 'and x.status = ?' : '';
   const statusParams = status ? [toStoredExecutionStatus(status)] : [];
+  const afterId = idAfterKey(window);
+  // The cursor row's own time, read by the database (exact to the microsecond).
+  const keyset =
+    afterId === null
+      ? ''
+      : 'and (x.create_time, x.id) < (select y.create_time, y.id from quota_execute y where y.id = ?)';
   const [counts, rows] = await Promise.all([
     em.execute<{ strategy_id: string | number; total: string | number }[]>(
       `select x.strategy_id, count(*) as total from quota_execute x
@@ -66,10 +79,10 @@ export async function executionPages(
     em.execute<ExecutionRow[]>(
       `select x.* from (select jsonb_array_elements_text(?::jsonb)::bigint as id) s
        cross join lateral (
-         select * from quota_execute x where x.strategy_id = s.id ${statusFilter}
+         select * from quota_execute x where x.strategy_id = s.id ${statusFilter} ${keyset}
          order by x.create_time desc, x.id desc limit ? offset ?
        ) x`,
-      [ids, ...statusParams, window.limit, window.offset],
+      [ids, ...statusParams, ...(afterId === null ? [] : [afterId]), window.fetchLimit, window.offset],
     ),
   ]);
   const totals = new Map(counts.map((row) => [String(row.strategy_id), Number(row.total)]));
@@ -81,7 +94,12 @@ export async function executionPages(
     items.set(execution.strategyId, list);
   }
   const pages = new Map<string, Connection<StrategyExecutionObject>>();
-  for (const id of strategyIds) pages.set(id, toConnection(items.get(id) ?? [], totals.get(id) ?? 0, window));
+  for (const id of strategyIds) {
+    pages.set(
+      id,
+      toConnection(items.get(id) ?? [], totals.get(id) ?? 0, window, (execution) => execution.id),
+    );
+  }
   return pages;
 }
 
@@ -113,7 +131,7 @@ export class ExecutionPageLoader {
     page: PageArgs,
   ): Promise<Connection<StrategyExecutionObject>> {
     const window = pageWindow(page);
-    const key = `${status ?? ''}|${window.limit}|${window.offset}`;
+    const key = `${status ?? ''}|${window.limit}|${window.offset}|${window.start}|${window.afterKey ?? ''}`;
     let group = this.pending.get(key);
     if (!group) {
       group = { status, window, waiters: [] };

@@ -2,7 +2,7 @@ import { LockMode, UniqueConstraintViolationException } from '@mikro-orm/core';
 import type { Clock } from '../../clock.js';
 import type { EntityManager } from '../../db/orm.js';
 import { badInput, DomainError, ErrorCode } from '../../errors.js';
-import { type Connection, type PageArgs, pageWindow, paginate } from '../../graphql/pagination.js';
+import { type Connection, idAfterKey, type PageArgs, pageWindow, paginate } from '../../graphql/pagination.js';
 import type { Logger } from '../../logger.js';
 import { centsToDecimalString, decimalToCents } from '../../money.js';
 import type { IdempotencyKeys, IdempotentCall } from '../idempotency/idempotency-keys.js';
@@ -212,16 +212,22 @@ export class StrategyService {
       params.push(nameContains);
     }
     const where = conditions.length > 0 ? `where ${conditions.join(' and ')}` : '';
-    return paginate(page, async ({ limit, offset }) => {
-      const [rows, counted] = await Promise.all([
-        em.execute<Record<string, unknown>[]>(
-          `select * from quota_strategy ${where} order by id desc limit ? offset ?`,
-          [...params, limit, offset],
-        ),
-        em.execute<{ total: string | number }[]>(`select count(*) as total from quota_strategy ${where}`, params),
-      ]);
-      return { items: rows.map((row) => em.map(QuotaStrategy, row)), totalCount: Number(counted[0]?.total ?? 0) };
-    });
+    return paginate(
+      page,
+      async (window) => {
+        const afterId = idAfterKey(window);
+        const keyset = afterId === null ? '' : `${where === '' ? 'where' : 'and'} id < ?`;
+        const [rows, counted] = await Promise.all([
+          em.execute<Record<string, unknown>[]>(
+            `select * from quota_strategy ${where} ${keyset} order by id desc limit ? offset ?`,
+            [...params, ...(afterId === null ? [] : [afterId]), window.fetchLimit, window.offset],
+          ),
+          em.execute<{ total: string | number }[]>(`select count(*) as total from quota_strategy ${where}`, params),
+        ]);
+        return { items: rows.map((row) => em.map(QuotaStrategy, row)), totalCount: Number(counted[0]?.total ?? 0) };
+      },
+      (strategy) => strategy.id,
+    );
   }
 
   /** strategyExecutions: NOT_FOUND for a strategy that does not exist. */
