@@ -2,6 +2,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { PermissionSyncListener } from '../../src/modules/permissions/permission-sync-listener.js';
 import { type HrTestContext, SMALL_EMPLOYEES, startHrTestApp } from '../employees/hr-support.js';
 import {
+  errorCode,
   modelPushes,
   permissionApi,
   permissionCalls,
@@ -366,5 +367,50 @@ describe('pushes owed for removed employees (permission_removal_push)', () => {
       ['MODEL', true],
       ['STAR_CHECK', true],
     ]);
+  });
+});
+
+describe('a setting change racing the sync that removes its employee', () => {
+  it('waits for the sync, then finds the employee gone: USER_NOT_FOUND, nothing stored or pushed', async () => {
+    // Holds the sync's transaction open after the permissions listener took the lock (listeners run
+    // in registration order), as a long recompute over many employees would.
+    let reached = false;
+    let open: () => void = () => undefined;
+    const opened = new Promise<void>((resolve) => {
+      open = resolve;
+    });
+    const gate = {
+      async beforeCommit() {
+        reached = true;
+        await opened;
+      },
+      async afterCommit() {},
+    };
+    hr.sync.addChangeListener(gate);
+    try {
+      const sync = syncWith(WITHOUT_E002);
+      await until('the sync holds the permissions lock', () => reached);
+      const change = api.setSwitch({ kind: 'STAR_CHECK', user: { employeeNumber: 'E002' }, enabled: true });
+      await until('the change waits for the lock', async () => {
+        const [row] = await hr.em().execute<{ n: string }[]>(
+          `select count(*)::text as n from pg_locks where locktype = 'advisory' and not granted
+               and database = (select oid from pg_database where datname = current_database())`,
+        );
+        return Number(row?.n) > 0;
+      });
+      open();
+      await sync;
+      const response = await change;
+      expect(errorCode(response)).toBe('USER_NOT_FOUND');
+    } finally {
+      open();
+      hr.sync.removeChangeListener(gate);
+    }
+    const stored = await hr.em().execute(`select 1 from star_check_settings where target_identifier = 'E002'
+                union all select 1 from effective_star_check_settings where employee_number = 'E002'`);
+    expect(stored).toEqual([]);
+    expect(starCheckPushes(hr.t.simulator).filter(([employee, enabled]) => employee === 'E002' && enabled)).toEqual([]);
+    // A later sync of the same feed finds nothing left to clean up.
+    expect((await syncWith(WITHOUT_E002)).changes.removed).toEqual([]);
   });
 });

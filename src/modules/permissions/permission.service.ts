@@ -295,8 +295,8 @@ export class PermissionService {
   }
 
   /**
-   * The one path of every setting change: validate and resolve the target, then in one transaction
-   * under the permissions lock compare with the stored value (the same value → nothing at all),
+   * The one path of every setting change: in one transaction under the permissions lock, resolve the
+   * target, compare with the stored value (the same value → nothing at all),
    * store it, audit it and recompute everyone it affects; then push and record the outcome.
    */
   private async changeSetting<V>(
@@ -308,8 +308,11 @@ export class PermissionService {
     auditDetails: Record<string, unknown>,
   ): Promise<{ resolved: ResolvedTarget; setting: StoredSetting<V> | null }> {
     const outcome = await em.transactional(async (tx) => {
-      const resolved = await this.resolveTarget(tx, target);
+      // The lock first: an employee sync holds it until it commits, so the target is resolved against
+      // what the sync left. Resolved before it, a target the sync was removing would pass, and its
+      // setting would be stored (and pushed) after the sync had cleared that employee — for good.
       await lockPermissions(tx);
+      const resolved = await this.resolveTarget(tx, target);
       const [targetType, targetIdentifier] = storedTarget(resolved);
       const applied = await applySettingChange(tx, this.subjects, {
         spec,
