@@ -264,15 +264,21 @@ describe('GatewayClient failures and retries', () => {
     expect(simulator.calls().map((call) => call.status)).toEqual([status, status, 200]);
   });
 
-  it('retries a delta refused with 5xx or 429, since the refusal means it was not applied', async () => {
-    simulator.setFault('addTotal', { kind: 'status', status: 503, times: 1 });
+  it('retries a delta refused with 429: a rate limit is answered before anything is applied', async () => {
     simulator.setFault('addUsed', { kind: 'status', status: 429, times: 3 });
-    const client = makeClient();
-    await client.addTotal('u1', 100);
-    await client.addUsed('u1', 30);
-    expect(simulator.getUser('u1')).toEqual({ total: 100, used: 30 });
-    expect(simulator.calls({ route: 'addTotal' })).toHaveLength(2);
+    await makeClient().addUsed('u1', 30);
+    expect(simulator.getUser('u1')).toEqual({ total: 0, used: 30 });
     expect(simulator.calls({ route: 'addUsed' })).toHaveLength(4);
+  });
+
+  it.each([500, 503])('does not retry a delta answered %i: it may have been applied (it is, once)', async (status) => {
+    // The monthly reset of used: applied, then the gateway failed. A retry would reset it twice.
+    simulator.setUser('u1', { used: 300 });
+    simulator.setFault('addUsed', { kind: 'applied-then-status', status, times: 1 });
+    const error = await failureOf(makeClient().addUsed('u1', -300));
+    expect(error).toMatchObject({ attempts: 1, ambiguous: true, status });
+    expect(simulator.getUser('u1').used).toBe(0);
+    expect(simulator.calls({ route: 'addUsed' })).toHaveLength(1);
   });
 
   it('gives up on a persistent 500 after exactly retries + 1 attempts', async () => {
@@ -281,7 +287,8 @@ describe('GatewayClient failures and retries', () => {
     expect(error.code).toBe(ErrorCode.GATEWAY_UNAVAILABLE);
     expect(error.attempts).toBe(RETRIES + 1);
     expect(error.status).toBe(500);
-    expect(error.ambiguous).toBe(false);
+    // A write answered 5xx may have been applied: whoever rolls back must restore the total.
+    expect(error.ambiguous).toBe(true);
     expect(error.message).toBe(
       `AI gateway setTotal failed: HTTP 500: "simulated fault" (after ${RETRIES + 1} attempts)`,
     );
@@ -532,8 +539,8 @@ describe('gateway retry policy', () => {
   });
 
   it('classifies HTTP statuses', () => {
-    expect(classifyStatus(500)).toEqual({ retryable: true, mayHaveApplied: false });
-    expect(classifyStatus(503)).toEqual({ retryable: true, mayHaveApplied: false });
+    expect(classifyStatus(500)).toEqual({ retryable: true, mayHaveApplied: true });
+    expect(classifyStatus(503)).toEqual({ retryable: true, mayHaveApplied: true });
     expect(classifyStatus(429)).toEqual({ retryable: true, mayHaveApplied: false });
     expect(classifyStatus(502)).toEqual({ retryable: true, mayHaveApplied: true });
     expect(classifyStatus(504)).toEqual({ retryable: true, mayHaveApplied: true });

@@ -30,13 +30,15 @@ const TRANSIENT_CODES = new Set([
 ]);
 
 /**
- * An HTTP answer. 5xx and 429 are transient. An answer means the gateway saw the request and refused
- * it, with two exceptions: 502 and 504 come from a proxy in front of the gateway that lost the upstream
- * answer (a reset or a timeout one hop further), so the gateway may have applied the request.
+ * An HTTP answer. 5xx and 429 are transient (SPEC §8 retries them). A 429 is a rate limit, answered
+ * before the request is processed. A 5xx may come after the work was done: a proxy that lost the
+ * upstream answer (502, 504), and Higress itself is Envoy, which answers 503 when its upstream resets
+ * mid-request; a handler can fail after its counter moved. So a 5xx may have applied the request: an
+ * absolute write is retried all the same, a delta is not (it would apply twice).
  */
 export function classifyStatus(status: number): FailureClass {
-  if (status === 502 || status === 504) return { retryable: true, mayHaveApplied: true };
-  if (status === 429 || (status >= 500 && status <= 599)) return { retryable: true, mayHaveApplied: false };
+  if (status === 429) return { retryable: true, mayHaveApplied: false };
+  if (status >= 500 && status <= 599) return { retryable: true, mayHaveApplied: true };
   return { retryable: false, mayHaveApplied: false };
 }
 

@@ -394,12 +394,11 @@ class TransactionLedger implements UserLedger {
 
 /**
  * Whether a failed setTotal may have been applied all the same, so that a rollback must restore the
- * committed total: no answer (ambiguous), and also a 5xx, which the client retries as "not applied" but
- * which comes from a gateway that saw the request and may have written before failing (an Envoy-based
- * gateway answers 503 when its upstream resets mid-request). Setting the committed total is harmless.
+ * committed total: an attempt went unanswered or was answered 5xx (the client's `ambiguous`, see
+ * gateway.retry.ts). Setting the committed total is harmless.
  */
 export function totalMayHaveBeenSet(error: unknown): boolean {
-  return isGatewayError(error) && (error.ambiguous || (error.status ?? 0) >= 500);
+  return isGatewayError(error) && error.ambiguous;
 }
 
 /**
