@@ -100,6 +100,22 @@ async function runsOfStrategy(strategyId: string): Promise<number> {
 }
 
 describe('transferOut with an idempotencyKey', () => {
+  it('answers a repeat with the first voucher even after the batch it took from expired', async () => {
+    const s = await pair();
+    clock.set('2026-12-31T15:59:00Z'); // a minute before the batch expires
+    const first = await transferOut(s.giverToken, s.receiver, 10, 'k-late');
+    expect(first.errors).toBeUndefined();
+    clock.set('2026-12-31T16:00:00Z'); // the answer was lost; the retry comes after the expiry
+    const repeat = await transferOut(s.giverToken, s.receiver, 10, 'k-late');
+    expect(repeat.errors).toBeUndefined();
+    expect(repeat.data).toEqual(first.data);
+    expect(await transferOutAudits(s.giver)).toBe(1);
+    // A new transfer from that batch is refused as before.
+    const fresh = await transferOut(s.giverToken, s.receiver, 10, 'k-new');
+    expect(errorCode(fresh)).toBe('BAD_USER_INPUT');
+    expect(fresh.errors?.[0]?.message).toMatch(/items\[0\]\.expiryDate 2026-12-31T15:59:59\.000Z has already passed/);
+  });
+
   it('answers a repeat with the first voucher and debits once, even when the balance no longer allows it', async () => {
     const s = await pair();
     const first = await transferOut(s.giverToken, s.receiver, 60, 'k-1');

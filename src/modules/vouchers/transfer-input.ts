@@ -21,10 +21,12 @@ export interface TransferLine {
 /**
  * The input checks of transferOut that need no database (SPEC §5, all BAD_USER_INPUT), in the spec's
  * order: receiver empty, receiver = giver, 0 or more than 20 items, an amount ≤ 0 or with more than
- * 2 decimals, an expiry already past. Returns the lines, items naming the same expiry summed, earliest
- * expiry first.
+ * 2 decimals, an invalid expiry — and, once the caller has looked up its idempotency key, an expiry
+ * already past (refusePassedExpiries): a retry of a transfer that succeeded must get its voucher, even
+ * when it arrives after the batch expired. Returns the lines, items naming the same expiry summed,
+ * earliest expiry first.
  */
-export function readTransferOut(request: TransferOutRequest, giverId: string, clock: Clock): TransferLine[] {
+export function readTransferOut(request: TransferOutRequest, giverId: string): TransferLine[] {
   const receiverId = requireUserId(request.receiverId, 'receiverId');
   if (receiverId === giverId) throw badInput('receiverId must be another user: you cannot transfer quota to yourself');
   const items = request.items ?? [];
@@ -32,19 +34,26 @@ export function readTransferOut(request: TransferOutRequest, giverId: string, cl
     throw badInput(`items must hold 1 to ${MAX_VOUCHER_ITEMS} entries, got ${items.length}`);
   }
   const amounts = items.map((item, index) => requirePositiveAmount(item.amount, `items[${index}].amount`));
-  const now = clock.now().getTime();
   const lines = new Map<number, TransferLine>();
   items.forEach((item, index) => {
     if (!(item.expiryDate instanceof Date) || !Number.isFinite(item.expiryDate.getTime())) {
       throw badInput(`items[${index}].expiryDate must be a valid date`);
     }
     const expiryDate = toWholeSecond(item.expiryDate);
-    if (expiryDate.getTime() <= now) {
-      throw badInput(`items[${index}].expiryDate ${expiryDate.toISOString()} has already passed`);
-    }
     const line = lines.get(expiryDate.getTime());
     if (line) line.amount += amounts[index]!;
     else lines.set(expiryDate.getTime(), { expiryDate, amount: amounts[index]! });
   });
   return [...lines.values()].sort((a, b) => a.expiryDate.getTime() - b.expiryDate.getTime());
+}
+
+/** The last input check of transferOut (read by readTransferOut first): no item's expiry has passed. */
+export function refusePassedExpiries(request: TransferOutRequest, clock: Clock): void {
+  const now = clock.now().getTime();
+  request.items.forEach((item, index) => {
+    const expiryDate = toWholeSecond(item.expiryDate);
+    if (expiryDate.getTime() <= now) {
+      throw badInput(`items[${index}].expiryDate ${expiryDate.toISOString()} has already passed`);
+    }
+  });
 }

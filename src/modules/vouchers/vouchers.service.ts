@@ -27,7 +27,7 @@ import {
   type TransferInItemView,
   type TransferInOutcome,
 } from './transfer-in-result.js';
-import { readTransferOut, type TransferLine, type TransferOutRequest } from './transfer-input.js';
+import { readTransferOut, refusePassedExpiries, type TransferLine, type TransferOutRequest } from './transfer-input.js';
 import type { VoucherCodec, VoucherItem, VoucherPayload } from './voucher-codec.js';
 
 /** Who gives: the token's user and its display claims (SPEC §1). */
@@ -89,7 +89,7 @@ export class VouchersService {
     request: TransferOutRequest,
     idempotencyKey?: string,
   ): Promise<TransferOutOutcome> {
-    const lines = readTransferOut(request, giver.userId, this.clock);
+    const lines = readTransferOut(request, giver.userId);
     const receiverId = request.receiverId;
     const call: IdempotentCall | undefined =
       idempotencyKey === undefined
@@ -101,10 +101,12 @@ export class VouchersService {
             request: { receiverId, lines: lines.map((line) => ({ amount: line.amount, expiryDate: line.expiryDate })) },
           };
     if (call) {
-      // Before the balance checks: a repeated call answers as the first did, whatever the balance is now.
+      // Before the clock and balance checks: a repeated call answers as the first did, whatever the
+      // balance is now — and even once a batch it took from has expired.
       const earlier = await this.keys.lookup(sqlOf(em), call);
       if (earlier) return rememberedTransfer(earlier);
     }
+    refusePassedExpiries(request, this.clock);
     // The giver's used is read now, beside the directory, not under the ledger lock: the gateway
     // meters on its own, so a read under the lock is no fresher, and it would hold the lock for a
     // round trip. It only grows, except when expiry resets it (under the lock); a value read before
