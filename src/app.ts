@@ -131,6 +131,8 @@ export async function startApp(options: StartAppOptions): Promise<RunningApp> {
     });
     employeeSync.addChangeListener(new PermissionSyncListener(permissions));
     const health = new HealthService(orm, gateway, packageVersion(), logger);
+    // Stops the probe and closes the check's own connection, after HTTP drained, before the pool closes.
+    closers.push(() => health.stop());
     const jobRunner = new JobRunner(orm, logger.child({ component: 'jobs' }), {
       staleAfterMs: config.jobStaleAfterMs,
       heartbeatMs: Math.min(5_000, config.jobStaleAfterMs / 5),
@@ -208,7 +210,6 @@ export async function startApp(options: StartAppOptions): Promise<RunningApp> {
     if (options.listen !== false) {
       port = await http.listen(config.port, config.host);
       health.startGatewayProbe();
-      closers.push(async () => health.stop());
     }
     // 127.0.0.1 and the wildcard addresses are all reachable as localhost, the name people type.
     const host = ['0.0.0.0', '::', '127.0.0.1'].includes(config.host) ? 'localhost' : config.host;

@@ -476,7 +476,7 @@ describe('GatewayClient failures and retries', () => {
 });
 
 describe('GatewayClient health and metrics hooks', () => {
-  it('probes with one cheap call, never throws, and remembers the last outcome', async () => {
+  it('probes with one cheap call, never throws, and remembers whether the gateway last answered', async () => {
     const client = makeClient();
     expect(client.lastProbeOk).toBe(false);
     expect(await client.probe()).toBe(true);
@@ -496,6 +496,14 @@ describe('GatewayClient health and metrics hooks', () => {
     simulator.setFault('getModels', { kind: 'status', status: 500 });
     await failureOf(client.getModels('E1'));
     expect(client.lastProbeOk).toBe(false);
+    // A refusal the gateway sent says it is there: reachable, though the call failed.
+    simulator.clearFaults();
+    simulator.setFault('getStarCheck', { kind: 'success-false' });
+    await failureOf(client.getStarCheck('E1'));
+    expect(client.lastProbeOk).toBe(true);
+    simulator.setFault('getQuotaCheck', { kind: 'status', status: 400 });
+    await failureOf(client.getQuotaCheck('E1'));
+    expect(client.lastProbeOk).toBe(true);
 
     const unreachable = makeClient({ baseUrl: `http://127.0.0.1:${await closedPort()}` });
     expect(await unreachable.probe()).toBe(false);

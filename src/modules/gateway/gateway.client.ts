@@ -84,7 +84,7 @@ export class GatewayClient {
   private readonly httpsAgent = new HttpsAgent({ keepAlive: true });
   private readonly random: () => number;
   private readonly onCall: GatewayClientOptions['onCall'];
-  private lastCallOk = false;
+  private reachable = false;
 
   constructor(
     private readonly config: GatewayClientConfig,
@@ -110,9 +110,13 @@ export class GatewayClient {
     });
   }
 
-  /** Outcome of the most recent call of any kind: what the `health` query reports. False before any call. */
+  /**
+   * Whether the gateway answered the most recent call or probe that ended — a refusal it sent (4xx,
+   * `success: false`) counts, since it says nothing about reachability; no answer or a 5xx does not.
+   * What the `health` query reports. False before any call.
+   */
   get lastProbeOk(): boolean {
-    return this.lastCallOk;
+    return this.reachable;
   }
 
   async getTotal(userId: string): Promise<Cents> {
@@ -255,7 +259,7 @@ export class GatewayClient {
     for (let attempt = 1; ; attempt++) {
       const result = await this.attempt(call);
       if (result.ok) {
-        this.finish(call, 'ok', started);
+        this.finish(call, 'ok', started, true);
         return result.value;
       }
       const { failure } = result;
@@ -267,7 +271,7 @@ export class GatewayClient {
         'AI gateway call failed',
       );
       if (!retrying) {
-        this.finish(call, 'error', started);
+        this.finish(call, 'error', started, failure.status !== undefined && failure.status < 500);
         const after = attempt > 1 ? ` (after ${attempt} attempts)` : '';
         throw new GatewayError(
           `AI gateway ${call.operation} failed: ${failure.reason}${after}`,
@@ -363,8 +367,8 @@ export class GatewayClient {
     return JSON.stringify(text);
   }
 
-  private finish(call: GatewayCall<unknown>, outcome: GatewayCallOutcome, started: number): void {
-    this.lastCallOk = outcome === 'ok';
+  private finish(call: GatewayCall<unknown>, outcome: GatewayCallOutcome, started: number, answered: boolean): void {
+    this.reachable = answered;
     try {
       this.onCall?.(call.operation, outcome, performance.now() - started);
     } catch {

@@ -27,9 +27,20 @@ export interface Readiness {
  * reported as the outcome of the last call or probe (a background probe runs every 30 s), so a
  * health check never waits on the gateway's 30 s timeout.
  */
+/** The driver connection the database check uses (node-postgres' Client, through knex). */
+interface ProbeConnection {
+  query(text: string): Promise<unknown>;
+}
+
 export class HealthService {
   private draining = false;
   private probeTimer: NodeJS.Timeout | null = null;
+  /**
+   * A connection of the check's own, outside the pool: when the gateway hangs, ledger transactions
+   * waiting on it can hold every pooled connection for minutes, and a check that queued behind them
+   * reported the database down — and a load balancer would then take every instance out.
+   */
+  private probeConnection: Promise<ProbeConnection> | null = null;
 
   constructor(
     private readonly orm: MikroORM,
@@ -47,9 +58,10 @@ export class HealthService {
     this.probeTimer.unref();
   }
 
-  stop(): void {
+  async stop(): Promise<void> {
     if (this.probeTimer) clearInterval(this.probeTimer);
     this.probeTimer = null;
+    await this.dropProbeConnection();
   }
 
   async report(): Promise<HealthReport> {
@@ -86,7 +98,7 @@ export class HealthService {
   private async databaseAnswers(): Promise<boolean> {
     let timer: NodeJS.Timeout | undefined;
     try {
-      const query = this.orm.em.fork().execute('select 1');
+      const query = this.pingOnOwnConnection();
       const timeout = new Promise<never>((_, reject) => {
         timer = setTimeout(() => reject(new Error('database check timed out')), DATABASE_CHECK_TIMEOUT_MS);
       });
@@ -94,9 +106,30 @@ export class HealthService {
       return true;
     } catch (error) {
       this.logger.warn({ err: error }, 'database health check failed');
+      // Failed or timed out, the connection is in an unknown state: the next check opens a new one.
+      await this.dropProbeConnection();
       return false;
     } finally {
       clearTimeout(timer);
     }
+  }
+
+  private async pingOnOwnConnection(): Promise<void> {
+    this.probeConnection ??= this.knexClient().acquireRawConnection() as Promise<ProbeConnection>;
+    const connection = this.probeConnection;
+    await (await connection).query('select 1');
+  }
+
+  private async dropProbeConnection(): Promise<void> {
+    const opening = this.probeConnection;
+    this.probeConnection = null;
+    if (!opening) return;
+    await opening
+      .then((connection) => this.knexClient().destroyRawConnection(connection))
+      .catch((error: unknown) => this.logger.debug({ err: error }, 'could not close the health check connection'));
+  }
+
+  private knexClient() {
+    return this.orm.em.getConnection().getKnex().client;
   }
 }

@@ -1,0 +1,56 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startTestApp, type TestApp } from '../support/app.js';
+
+/**
+ * /health when the gateway hangs: ledger transactions wait on it while holding pooled connections,
+ * and enough of them fill the pool (20). The database still answers, and health must say so — a check
+ * queued behind them answered "database: false" (503), and a load balancer would then take every
+ * instance out because of the gateway.
+ */
+
+let app: TestApp;
+
+beforeAll(async () => {
+  app = await startTestApp({ label: 'health-gateway-hang', env: { AIGATEWAY_TIMEOUT_MS: '60000' } });
+});
+
+afterAll(async () => {
+  app?.simulator.clearFaults();
+  app?.simulator.release();
+  await app?.stop();
+});
+
+async function until(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+describe('health while every pooled connection waits on a hanging gateway', () => {
+  it('still reports the database up', async () => {
+    const quota = app.app.services.quota;
+    const em = () => app.app.services.orm.em.fork();
+    app.simulator.setFault('setTotal', { kind: 'hold' });
+    const grants = Array.from({ length: 24 }, (_, index) =>
+      quota
+        .grantQuota(em(), { userId: `hang-${index}`, amount: 100, expiryDate: new Date('2099-01-01T00:00:00Z') })
+        .catch((error: unknown) => error),
+    );
+    // Each grant holds its connection while the gateway holds its setTotal: 20 is the pool's size.
+    await until(
+      'the pool to be full',
+      () => app.simulator.calls({ route: 'setTotal', outcome: 'pending' }).length >= 20,
+    );
+
+    const response = await fetch(`${app.baseUrl}/health`);
+    expect(response.status).toBe(200);
+    expect(await response.json()).toMatchObject({ status: 'ok', database: true });
+
+    app.simulator.clearFaults();
+    app.simulator.release();
+    const outcomes = await Promise.all(grants);
+    expect(outcomes.filter((outcome) => outcome instanceof Error)).toEqual([]);
+  });
+});
