@@ -123,6 +123,19 @@ describe('writes', () => {
     expect(app.simulator.calls({ route: 'addUsed' })[0].params).toEqual({ user_id: 'carol', value: '-10' });
   });
 
+  it('adjustGatewayQuota whose read-back fails says the delta was applied, so nobody sends it again', async () => {
+    app.simulator.setUser('dave', { total: 10_000, used: 0 });
+    app.simulator.setFault('getTotal', { kind: 'status', status: 400, times: 1 });
+    try {
+      const response = await asAdmin(ADJUST_QUOTA, { userId: 'dave', counter: 'TOTAL', delta: 5 });
+      expect(response.errors?.[0]?.extensions).toMatchObject({ code: 'GATEWAY_UNAVAILABLE', deltaApplied: true });
+      expect(response.errors?.[0]?.message).toMatch(/^The delta of 5 to TOTAL was applied, .*do not send it again/);
+    } finally {
+      app.simulator.clearFaults();
+    }
+    expect(app.simulator.getUser('dave').total).toBe(10_500);
+  });
+
   it('setGatewayStarredProjects writes the trimmed list as CSV; [] clears it', async () => {
     const response = await asAdmin(SET_STARS, { employeeNumber: 'E002', projects: [' zgsm-ai.zgsm ', 'openai.gpt-4'] });
     expectOk(response);

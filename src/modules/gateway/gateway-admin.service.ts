@@ -1,4 +1,4 @@
-import { badInput } from '../../errors.js';
+import { badInput, DomainError, ErrorCode } from '../../errors.js';
 import type { Logger } from '../../logger.js';
 import { amountToCents, centsToAmount } from '../../money.js';
 import type { Viewer } from '../auth/token-verifier.js';
@@ -59,7 +59,18 @@ export class GatewayAdminService {
     if (counter === 'TOTAL') await this.gateway.addTotal(userId, cents);
     else await this.gateway.addUsed(userId, cents);
     this.logger.info({ actor: actor.userId, userId, counter, delta }, 'admin adjusted a gateway counter');
-    return this.userQuota(userId);
+    try {
+      return await this.userQuota(userId);
+    } catch (error) {
+      // The delta is applied; a caller who took this failure for the delta's would send it again and
+      // apply it twice. The error says so, in words and in `deltaApplied`.
+      throw new DomainError(
+        ErrorCode.GATEWAY_UNAVAILABLE,
+        `The delta of ${delta} to ${counter} was applied, but the counters could not be read back: do not send it again; read them with gatewayQuota.`,
+        { deltaApplied: true },
+        { cause: error },
+      );
+    }
   }
 
   async setStarredProjects(actor: Viewer, employeeNumberInput: string, projects: string[]) {
