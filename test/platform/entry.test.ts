@@ -78,6 +78,20 @@ async function demoUserQuota(port: number, userToken: string): Promise<{ total: 
   return { total: totalQuota, batches: batches.reduce((sum, batch) => sum + batch.amount, 0) };
 }
 
+/** The user token the start-up banner prints. */
+function bannerUserToken(stdout: string): string {
+  const token = /user: {2}(\S+)/.exec(stdout)?.[1];
+  if (token === undefined) throw new Error(`no user token in the banner:\n${stdout}`);
+  return token;
+}
+
+/** After a seed: the demo user has batches, and the gateway total the server reads equals their sum. */
+async function expectSeededTotals(port: number, userToken: string): Promise<void> {
+  const quota = await demoUserQuota(port, userToken);
+  expect(quota.batches).toBeGreaterThan(0);
+  expect(quota.total).toBe(quota.batches);
+}
+
 async function waitForBanner(server: Server, timeoutMs = 45_000): Promise<string> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
@@ -215,11 +229,7 @@ describe('npm start in embedded mode', () => {
     const port = await freePort();
     const server = startServer({ PORT: String(port) });
     try {
-      const stdout = await waitForBanner(server);
-      const user = /user: {2}(\S+)/.exec(stdout)![1]!;
-      const quota = await demoUserQuota(port, user);
-      expect(quota.batches).toBeGreaterThan(0);
-      expect(quota.total).toBe(quota.batches);
+      await expectSeededTotals(port, bannerUserToken(await waitForBanner(server)));
     } finally {
       expect(await stopServer(server)).toBe(0);
     }
@@ -231,14 +241,11 @@ describe('npm start in embedded mode', () => {
     const port = await freePort();
     const server = startServer({ PORT: String(port), ...env });
     try {
-      const stdout = await waitForBanner(server);
-      const user = /user: {2}(\S+)/.exec(stdout)![1]!;
+      const user = bannerUserToken(await waitForBanner(server));
       expect(await demoUserQuota(port, user)).toEqual({ total: 0, batches: 0 });
       const seeded = await runSeed(env);
       expect(seeded.code, seeded.output).toBe(0);
-      const quota = await demoUserQuota(port, user);
-      expect(quota.batches).toBeGreaterThan(0);
-      expect(quota.total).toBe(quota.batches);
+      await expectSeededTotals(port, user);
     } finally {
       expect(await stopServer(server)).toBe(0);
     }
