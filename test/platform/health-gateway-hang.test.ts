@@ -12,6 +12,8 @@ let app: TestApp;
 
 beforeAll(async () => {
   app = await startTestApp({ label: 'health-gateway-hang', env: { AIGATEWAY_TIMEOUT_MS: '60000' } });
+  // The first /ready reads the migrations (through the pool) and remembers that they are applied.
+  expect((await fetch(`${app.baseUrl}/ready`)).status).toBe(200);
 });
 
 afterAll(async () => {
@@ -47,6 +49,10 @@ describe('health while every pooled connection waits on a hanging gateway', () =
     const response = await fetch(`${app.baseUrl}/health`);
     expect(response.status).toBe(200);
     expect(await response.json()).toMatchObject({ status: 'ok', database: true });
+    // /ready, which load balancers poll, neither: it needs no pooled connection once migrations are in.
+    const ready = await fetch(`${app.baseUrl}/ready`);
+    expect(ready.status).toBe(200);
+    expect(await ready.json()).toMatchObject({ ready: true, database: true });
 
     app.simulator.clearFaults();
     app.simulator.release();

@@ -96,6 +96,20 @@ describe('when everything is up', () => {
     expect(ready.body).toEqual({ ready: true, database: true, pendingMigrations: [], shuttingDown: false });
   });
 
+  it('the check replaces its own connection when the server ended it: the next /health still says ok', async () => {
+    expect((await getJson('/health')).status).toBe(200); // the check's connection is open now
+    // What a database restart or an idle-session timeout does to every connection but this one.
+    await app.app.services.orm.em.fork().execute(
+      `select pg_terminate_backend(pid) from pg_stat_activity
+         where datname = current_database() and pid <> pg_backend_pid() and backend_type = 'client backend'`,
+    );
+    // Let the client hear of it (the server closes the socket); not a timing assertion.
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const health = await getJson('/health');
+    expect(health.status).toBe(200);
+    expect(health.body).toMatchObject({ database: true });
+  });
+
   it('only GET and HEAD reach /health', async () => {
     expect((await fetch(`${app.baseUrl}/health`, { method: 'POST' })).status).toBe(404);
   });

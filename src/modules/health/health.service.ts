@@ -22,16 +22,18 @@ export interface Readiness {
   shuttingDown: boolean;
 }
 
+/** The driver connection the database check uses (node-postgres' Client, through knex). */
+interface ProbeConnection {
+  query(text: string): Promise<unknown>;
+  /** Set by knex when the connection failed or the server ended it: it must not be used again. */
+  __knex__disposed?: unknown;
+}
+
 /**
  * Health for `GET /health` and the `health` query: "ok" when the database answers. The gateway is
  * reported as the outcome of the last call or probe (a background probe runs every 30 s), so a
  * health check never waits on the gateway's 30 s timeout.
  */
-/** The driver connection the database check uses (node-postgres' Client, through knex). */
-interface ProbeConnection {
-  query(text: string): Promise<unknown>;
-}
-
 export class HealthService {
   private draining = false;
   private probeTimer: NodeJS.Timeout | null = null;
@@ -41,6 +43,12 @@ export class HealthService {
    * reported the database down — and a load balancer would then take every instance out.
    */
   private probeConnection: Promise<ProbeConnection> | null = null;
+  /**
+   * Set once every migration this code knows is applied, which stays true while the process runs: from
+   * then on /ready, which load balancers poll, costs one ping on the check's own connection — no pool
+   * connection (the gateway may be holding them all) and no migration table read.
+   */
+  private migrationsApplied = false;
 
   constructor(
     private readonly orm: MikroORM,
@@ -87,8 +95,10 @@ export class HealthService {
     if (this.draining) return { ready: false, database: true, pendingMigrations: [], shuttingDown: true };
     const database = await this.databaseAnswers();
     if (!database) return { ready: false, database, pendingMigrations: [], shuttingDown: false };
+    if (this.migrationsApplied) return { ready: true, database, pendingMigrations: [], shuttingDown: false };
     try {
       const pending = await pendingMigrations(this.orm);
+      this.migrationsApplied = pending.length === 0;
       return { ready: pending.length === 0, database, pendingMigrations: pending, shuttingDown: false };
     } catch {
       return { ready: false, database: false, pendingMigrations: [], shuttingDown: false };
@@ -115,9 +125,13 @@ export class HealthService {
   }
 
   private async pingOnOwnConnection(): Promise<void> {
+    // A connection the server ended since the last check (a restart, an idle timeout) is replaced
+    // first, so that check does not report a database that is back as down.
+    if (this.probeConnection && (await this.probeConnection.catch(() => null))?.__knex__disposed !== undefined) {
+      await this.dropProbeConnection();
+    }
     this.probeConnection ??= this.knexClient().acquireRawConnection() as Promise<ProbeConnection>;
-    const connection = this.probeConnection;
-    await (await connection).query('select 1');
+    await (await this.probeConnection).query('select 1');
   }
 
   private async dropProbeConnection(): Promise<void> {
