@@ -9,7 +9,7 @@ export const SqlState = {
   duplicateDatabase: '42P04',
 } as const;
 
-export type KnownSqlState = (typeof SqlState)[keyof typeof SqlState];
+type KnownSqlState = (typeof SqlState)[keyof typeof SqlState];
 
 /**
  * The SQLSTATE of an error raised by PostgreSQL — from node-postgres directly (the ledger's driver

@@ -421,17 +421,13 @@ export async function readValidBatches(
 
 /**
  * readValidBatches for many users in one statement (set-based jobs under Ledger.withUsersLocked):
- * each user's VALID batches in FIFO order; a user with none is absent.
+ * each user's VALID batches in FIFO order, row-locked; a user with none is absent.
  */
-export async function readValidBatchesOfUsers(
-  sql: Sql,
-  userIds: readonly string[],
-  options: { forUpdate?: boolean } = {},
-): Promise<Map<string, Batch[]>> {
+export async function readValidBatchesOfUsers(sql: Sql, userIds: readonly string[]): Promise<Map<string, Batch[]>> {
   const rows = await sql.execute<BatchRecord>(
     `select ${BATCH_COLUMNS} from quota
       where user_id in (select value from jsonb_array_elements_text(?::jsonb)) and status = 'VALID'
-      order by user_id, expiry_date asc, id asc${options.forUpdate ? ' for update' : ''}`,
+      order by user_id, expiry_date asc, id asc for update`,
     [JSON.stringify(userIds)],
   );
   const byUser = new Map<string, Batch[]>();

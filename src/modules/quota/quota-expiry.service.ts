@@ -290,7 +290,6 @@ export class QuotaExpiryService {
           const batches = await readValidBatchesOfUsers(
             sqlOf(transaction),
             due.map((user) => user.userId),
-            { forUpdate: true },
           );
           const planned: PlannedUser[] = [];
           for (const { userId, used } of due) {
@@ -432,6 +431,7 @@ export class QuotaExpiryService {
       }
       try {
         await this.gateway.setTotal(userId, plan.before);
+        sent.totals.delete(userId); // set back: a failed commit has nothing to restore for this user
       } catch (error) {
         // Still listed in sent.totals: a failed commit restores it again.
         this.logger.error(

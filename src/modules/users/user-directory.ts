@@ -2,13 +2,13 @@ import type { EntityManager, MikroORM } from '@mikro-orm/postgresql';
 import { DomainError, ErrorCode } from '../../errors.js';
 import { AuthUser } from './auth-user.entity.js';
 
+/** The textual form PostgreSQL accepts for a uuid (hyphens where it prints them). */
+const UUID_TEXT = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
 /**
  * Reads the user directory (`auth_users`, SPEC §2), which may live in the main database or in its
  * own (AUTH_DATABASE_URL). Never writes it. Other modules ask here instead of touching AuthUser.
  */
-/** The textual form PostgreSQL accepts for a uuid (hyphens where it prints them). */
-const UUID_TEXT = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
 export class UserDirectory {
   /** Whether `auth_users.id` is a uuid column (SPEC §2: text or uuid), read once. */
   private idIsUuid: Promise<boolean> | undefined;

@@ -16,6 +16,8 @@ export interface TransferLine {
   /** The expiry at second precision (how batches are keyed). */
   expiryDate: Date;
   amount: Cents;
+  /** The first item of the request naming this expiry (for messages). */
+  item: number;
 }
 
 /**
@@ -42,18 +44,15 @@ export function readTransferOut(request: TransferOutRequest, giverId: string): T
     const expiryDate = toWholeSecond(item.expiryDate);
     const line = lines.get(expiryDate.getTime());
     if (line) line.amount += amounts[index]!;
-    else lines.set(expiryDate.getTime(), { expiryDate, amount: amounts[index]! });
+    else lines.set(expiryDate.getTime(), { expiryDate, amount: amounts[index]!, item: index });
   });
   return [...lines.values()].sort((a, b) => a.expiryDate.getTime() - b.expiryDate.getTime());
 }
 
-/** The last input check of transferOut (read by readTransferOut first): no item's expiry has passed. */
-export function refusePassedExpiries(request: TransferOutRequest, clock: Clock): void {
-  const now = clock.now().getTime();
-  request.items.forEach((item, index) => {
-    const expiryDate = toWholeSecond(item.expiryDate);
-    if (expiryDate.getTime() <= now) {
-      throw badInput(`items[${index}].expiryDate ${expiryDate.toISOString()} has already passed`);
-    }
-  });
+/** The last input check of transferOut, on readTransferOut's lines (earliest first): no expiry has passed. */
+export function refusePassedExpiries(lines: readonly TransferLine[], clock: Clock): void {
+  const earliest = lines[0];
+  if (earliest && earliest.expiryDate.getTime() <= clock.now().getTime()) {
+    throw badInput(`items[${earliest.item}].expiryDate ${earliest.expiryDate.toISOString()} has already passed`);
+  }
 }

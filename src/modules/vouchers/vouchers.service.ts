@@ -106,7 +106,7 @@ export class VouchersService {
       const earlier = await this.keys.lookup(sqlOf(em), call);
       if (earlier) return rememberedTransfer(earlier);
     }
-    refusePassedExpiries(request, this.clock);
+    refusePassedExpiries(lines, this.clock);
     // The giver's used is read now, beside the directory, not under the ledger lock: the gateway
     // meters on its own, so a read under the lock is no fresher, and it would hold the lock for a
     // round trip. It only grows, except when expiry resets it (under the lock); a value read before
