@@ -213,6 +213,24 @@ describe('claims, stale runs, shutdown', () => {
     expect(await app.app.services.jobs.runner.reapStaleRuns()).toBe(0);
   });
 
+  test('a run whose heartbeat is 20 s old (database time) is still going: not reaped, and its job does not start again', async () => {
+    const insert = (age: string) =>
+      app.app.services.orm.em.fork().execute<{ id: string }[]>(
+        `insert into job_run (type, job_key, exclusive, trigger, status, instance_id, heartbeat_at, started_at)
+         values ('EXPIRE_QUOTAS', 'expire', true, 'SCHEDULE', 'RUNNING', 'other-instance', now() - ?::interval, now())
+         returning id::text`,
+        [age],
+      );
+    const [alive] = await insert('20 seconds'); // the stale cut-off is 30 s (JOB_STALE_AFTER_SECONDS)
+    expect(await app.app.services.jobs.runner.reapStaleRuns()).toBe(0);
+    expect((await trigger('EXPIRE_QUOTAS')).id).toBe(alive!.id);
+    await app.app.services.orm.em
+      .fork()
+      .execute(`update job_run set heartbeat_at = now() - interval '40 seconds' where id = ?`, [alive!.id]);
+    expect(await app.app.services.jobs.runner.reapStaleRuns()).toBe(1);
+    expect(await jobRun(alive!.id)).toMatchObject({ status: 'FAILED', error: expect.stringMatching(/^INTERRUPTED: /) });
+  });
+
   test('two JobRunners on one database claiming the same fire key: one run', async () => {
     const runners = [
       new JobRunner(app.app.services.orm, silentLogger()),
@@ -313,6 +331,8 @@ describe('claims, stale runs, shutdown', () => {
     const politeRun = await other.app.services.jobs.triggerScan('SYNC_QUOTAS', 'admin-1');
     const stubbornRun = await other.app.services.jobs.triggerScan('EXPIRE_QUOTAS', 'admin-1');
     await other.stop();
+    // Marked ended by stop(): no longer awaited (settle, after HTTP drained, would wait for it again).
+    expect(other.app.services.jobs.runner.activeRunIds).toEqual([]);
     const rows = await app.app.services.orm.em
       .fork()
       .execute<{ id: string; status: string; error: string }[]>(

@@ -217,6 +217,9 @@ export class JobRunner {
         unfinished,
       );
     }
+    // Recorded as ended: settle() (after HTTP drained) must not wait for them a second time, and their
+    // own late end write finds the row no longer RUNNING and leaves it.
+    for (const runId of unfinished) this.active.delete(runId);
   }
 
   /**

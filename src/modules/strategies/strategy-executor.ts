@@ -15,12 +15,7 @@ import type { QuotaService } from '../quota/quota.service.js';
 import { type ConditionAst, evaluateCondition, parseCondition } from './condition/index.js';
 import { conditionContext } from './condition-context.js';
 import type { QuotaStrategy } from './strategy.entity.js';
-import {
-  type Candidate,
-  type CandidateSource,
-  type CandidateUser,
-  DEFAULT_CANDIDATE_CHUNK,
-} from './strategy-candidates.js';
+import { type Candidate, type CandidateSource, type CandidateUser } from './strategy-candidates.js';
 import {
   type Claim,
   completeExecutions,
@@ -53,8 +48,6 @@ import { grantExpiry } from './strategy-rules.js';
 export interface StrategyExecutorOptions {
   /** Users granted (and looked up at the gateway) at the same time within a run (STRATEGY_SCAN_CONCURRENCY). */
   concurrency?: number;
-  /** Users read per candidate query and claimed per statement. */
-  chunkSize?: number;
 }
 
 /**
@@ -83,8 +76,6 @@ type Grants = Pick<QuotaService, 'grantQuota'>;
 
 export class StrategyExecutor {
   private readonly concurrency: number;
-  private readonly chunkSize: number;
-  private readonly grantChunkSize: number;
   private readonly chunkGrant: StrategyChunkGrant;
 
   constructor(
@@ -99,8 +90,6 @@ export class StrategyExecutor {
     options: StrategyExecutorOptions = {},
   ) {
     this.concurrency = options.concurrency ?? 8;
-    this.chunkSize = options.chunkSize ?? DEFAULT_CANDIDATE_CHUNK;
-    this.grantChunkSize = Math.max(1, Math.min(DEFAULT_GRANT_CHUNK, this.chunkSize));
     this.chunkGrant = new StrategyChunkGrant(orm, ledger, gateway, clock, this.concurrency);
   }
 
@@ -132,11 +121,12 @@ export class StrategyExecutor {
     };
     await this.releaseStaleClaims(strategy.id);
 
-    const chunks = this.candidates.chunks(
-      parsed.ast,
-      { strategyId: strategy.id, single, maxExecPerUser: strategy.maxExecPerUser, fireKey: run.fireKey },
-      this.chunkSize,
-    );
+    const chunks = this.candidates.chunks(parsed.ast, {
+      strategyId: strategy.id,
+      single,
+      maxExecPerUser: strategy.maxExecPerUser,
+      fireKey: run.fireKey,
+    });
     for await (const chunk of chunks) {
       if (execution.signal.aborted || !(await this.stillEnabled(strategy.id))) return run.summary;
       run.summary.candidates += chunk.length;
@@ -144,8 +134,8 @@ export class StrategyExecutor {
       const claimed = await this.claim(matched, run);
       if (claimed === null) return run.summary; // the strategy was deleted meanwhile
       // After a shutdown signal grantAll grants nothing more and releases the slice's claims.
-      for (let start = 0; start < claimed.length; start += this.grantChunkSize) {
-        await this.grantAll(claimed.slice(start, start + this.grantChunkSize), run);
+      for (let start = 0; start < claimed.length; start += DEFAULT_GRANT_CHUNK) {
+        await this.grantAll(claimed.slice(start, start + DEFAULT_GRANT_CHUNK), run);
       }
     }
     run.summary.finished = !execution.signal.aborted;
