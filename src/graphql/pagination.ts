@@ -88,6 +88,35 @@ export function idAfterKey(window: PageWindow): string | null {
   return window.afterKey;
 }
 
+/**
+ * The key of a row in a list ordered by (time, id): the time as whole microseconds since the epoch (the
+ * database's precision, read in SQL) and the id. Carried in the cursor itself, so the next page needs
+ * nothing of the cursor's row — which may have been deleted meanwhile.
+ */
+export function timeIdKey(epochMicroseconds: string, id: string): string {
+  return `${epochMicroseconds}/${id}`;
+}
+
+/** A keyset key made by timeIdKey, or null without one; anything else is a forged cursor. */
+export function timeIdAfterKey(window: PageWindow): { epochMicroseconds: string; id: string } | null {
+  if (window.afterKey === null) return null;
+  const match = /^(-?\d{1,18})\/([1-9]\d{0,17})$/.exec(window.afterKey);
+  if (!match) throw badInput('after is not a valid cursor');
+  return { epochMicroseconds: match[1]!, id: match[2]! };
+}
+
+/**
+ * A page query's WHERE: the list's filter (`where`: '' or 'where …', which its count query keeps) and,
+ * after a keyset cursor, the condition that starts the page after the cursor's row.
+ */
+export function withKeyset(
+  where: string,
+  keyset: { sql: string; params: readonly unknown[] } | null,
+): { sql: string; params: readonly unknown[] } {
+  if (keyset === null) return { sql: where, params: [] };
+  return { sql: where === '' ? `where ${keyset.sql}` : `${where} and ${keyset.sql}`, params: keyset.params };
+}
+
 export function pageWindow(args: PageArgs): PageWindow {
   const first = args.first ?? DEFAULT_PAGE_SIZE;
   if (!Number.isInteger(first) || first < 1 || first > MAX_PAGE_SIZE) {

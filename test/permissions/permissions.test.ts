@@ -453,5 +453,12 @@ describe('queries', () => {
     const second = await api.audits({ first: 2, after: first.pageInfo.endCursor });
     expect(second.nodes.map((node) => node.id)).toEqual(all.nodes.slice(2, 4).map((node) => node.id));
     expect((await api.audits({ first: 2, offset: 4 })).nodes.map((node) => node.id)).toEqual([all.nodes[4]!.id]);
+
+    // Filtered and paged by cursor while new audits for the same target arrive on top: no repeats.
+    const a1Page = await api.audits({ targetIdentifier: 'A1', first: 1 });
+    await api.switchOn({ kind: 'STAR_CHECK', user: { employeeNumber: 'A1' }, enabled: false });
+    const a1Next = await api.audits({ targetIdentifier: 'A1', first: 1, after: a1Page.pageInfo.endCursor });
+    expect(a1Next.nodes.map((node) => node.id)).toEqual([forA1.nodes[1]!.id]);
+    expect(a1Next.totalCount).toBe(5);
   });
 });

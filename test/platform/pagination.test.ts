@@ -10,6 +10,9 @@ import {
   pageWindow,
   paginate,
   paginateArray,
+  timeIdAfterKey,
+  timeIdKey,
+  withKeyset,
 } from '../../src/graphql/pagination.js';
 
 /** The one paging helper (contract conventions: first default 20, max 100, opaque after, offset). */
@@ -82,6 +85,27 @@ describe('cursors', () => {
       expect(decodeCursor(cursor)).toEqual({ position: 7, key });
       expect(pageWindow({ after: cursor })).toMatchObject({ offset: 0, afterKey: key, start: 8 });
     }
+  });
+
+  it('timeIdAfterKey reads back what timeIdKey wrote and refuses anything else', () => {
+    const window = pageWindow({ after: encodeCursor(4, timeIdKey('1795046400123456', '77')) });
+    expect(timeIdAfterKey(window)).toEqual({ epochMicroseconds: '1795046400123456', id: '77' });
+    expect(timeIdAfterKey(pageWindow({}))).toBeNull();
+    for (const forged of ['77', '1.5/77', '123/0', '123/abc', '123/77/1', `${'9'.repeat(19)}/1`]) {
+      expect(refusal(() => timeIdAfterKey(pageWindow({ after: encodeCursor(4, forged) }))).message).toBe(
+        'after is not a valid cursor',
+      );
+    }
+  });
+
+  it('withKeyset adds the keyset to a list filter, or starts the WHERE itself', () => {
+    expect(withKeyset('', null)).toEqual({ sql: '', params: [] });
+    expect(withKeyset('where a = ?', null)).toEqual({ sql: 'where a = ?', params: [] });
+    expect(withKeyset('', { sql: 'id < ?', params: ['9'] })).toEqual({ sql: 'where id < ?', params: ['9'] });
+    expect(withKeyset('where a = ?', { sql: 'id < ?', params: ['9'] })).toEqual({
+      sql: 'where a = ? and id < ?',
+      params: ['9'],
+    });
   });
 
   it('idAfterKey takes only a row id from a keyset cursor', () => {

@@ -438,6 +438,29 @@ describe('conditions filter in SQL', () => {
 });
 
 describe('executions', () => {
+  test('strategyExecutions continues after the cursor row, even once that row is gone and newer ones arrived', async () => {
+    await usersFor('kpage', 4);
+    const strategy = await createStrategy(app, { name: 'keyset-paged', condition: only('kpage') });
+    await runAndWait(app, strategy.id); // one claim statement: four executions with one create_time (ties)
+    const PAGE = `query($id: ID!, $after: String) { strategyExecutions(strategyId: $id, first: 2, after: $after) {
+      nodes { id userId } pageInfo { hasNextPage endCursor } } }`;
+    type Page = { nodes: { id: string; userId: string }[]; pageInfo: { hasNextPage: boolean; endCursor: string } };
+    const first = (await admin<{ strategyExecutions: Page }>(PAGE, { id: strategy.id })).data!.strategyExecutions;
+    expect(first.nodes.map((node) => node.userId)).toEqual(['kpage-004', 'kpage-003']);
+    // The cursor's own row is deleted (as a released claim is) and a newer execution arrives on top.
+    await em(app).execute('delete from quota_execute where id = ?', [first.nodes[1]!.id]);
+    await em(app).execute(
+      `insert into quota_execute (strategy_id, user_id, batch_number, status, expiry_date, amount, fire_key, single, create_time)
+       values (?, 'kpage-late', '20990101000000', 'failed', now() + interval '1 day', 10, 'late', true, now() + interval '1 hour')`,
+      [strategy.id],
+    );
+    const second = (
+      await admin<{ strategyExecutions: Page }>(PAGE, { id: strategy.id, after: first.pageInfo.endCursor })
+    ).data!.strategyExecutions;
+    expect(second.nodes.map((node) => node.userId)).toEqual(['kpage-002', 'kpage-001']);
+    expect(second.pageInfo.hasNextPage).toBe(false);
+  });
+
   test('strategyExecutions pages newest first, filters by status, NOT_FOUND for a missing strategy', async () => {
     await usersFor('page', 5);
     const strategy = await createStrategy(app, { name: 'paged', condition: only('page') });

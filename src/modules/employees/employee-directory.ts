@@ -1,7 +1,7 @@
 import type { AppConfig } from '../../config.js';
 import type { EntityManager } from '../../db/orm.js';
 import { badInput, DomainError, ErrorCode } from '../../errors.js';
-import { type Connection, type PageArgs, paginate } from '../../graphql/pagination.js';
+import { type Connection, type PageArgs, paginate, withKeyset } from '../../graphql/pagination.js';
 import type { UserDirectory } from '../users/user-directory.js';
 import { splitDepartmentPath } from './employee-department.entity.js';
 
@@ -150,12 +150,14 @@ export class EmployeeDirectory {
       page,
       async (window) => {
         // Employee numbers are unique and the order: the keyset is the last one shown.
-        const keyset = window.afterKey === null ? '' : `${where === '' ? 'where' : 'and'} employee_number > ?`;
+        const page = withKeyset(
+          where,
+          window.afterKey === null ? null : { sql: 'employee_number > ?', params: [window.afterKey] },
+        );
         const [rows, counted] = await Promise.all([
           em.execute<EmployeeRow[]>(
-            `select ${SELECT_COLUMNS} from employee_department ${where} ${keyset}
-             order by employee_number limit ? offset ?`,
-            [...params, ...(window.afterKey === null ? [] : [window.afterKey]), window.fetchLimit, window.offset],
+            `select ${SELECT_COLUMNS} from employee_department ${page.sql} order by employee_number limit ? offset ?`,
+            [...params, ...page.params, window.fetchLimit, window.offset],
           ),
           em.execute<{ total: string | number }[]>(
             `select count(*) as total from employee_department ${where}`,

@@ -1,5 +1,5 @@
 import type { EntityManager } from '../../db/orm.js';
-import { idAfterKey, type PageWindow } from '../../graphql/pagination.js';
+import { idAfterKey, type PageWindow, withKeyset } from '../../graphql/pagination.js';
 import type { StoredTargetType } from './permission.enums.js';
 
 /** One permission_audit row to write; `details` becomes the JSON text column. */
@@ -82,7 +82,7 @@ export async function listAudits(
   }
   const where = conditions.length > 0 ? `where ${conditions.join(' and ')}` : '';
   const afterId = idAfterKey(window);
-  const keyset = afterId === null ? '' : `${where === '' ? 'where' : 'and'} id < ?`;
+  const page = withKeyset(where, afterId === null ? null : { sql: 'id < ?', params: [afterId] });
   const [rows, counted] = await Promise.all([
     em.execute<
       {
@@ -94,9 +94,9 @@ export async function listAudits(
         create_time: Date;
       }[]
     >(
-      `select id, operation, target_type, target_identifier, details, create_time from permission_audit ${where}
-       ${keyset} order by id desc limit ? offset ?`,
-      [...params, ...(afterId === null ? [] : [afterId]), window.fetchLimit, window.offset],
+      `select id, operation, target_type, target_identifier, details, create_time from permission_audit ${page.sql}
+       order by id desc limit ? offset ?`,
+      [...params, ...page.params, window.fetchLimit, window.offset],
     ),
     em.execute<{ total: string }[]>(`select count(*) as total from permission_audit ${where}`, params),
   ]);

@@ -1,10 +1,11 @@
 import type { EntityManager } from '../../db/orm.js';
 import {
   type Connection,
-  idAfterKey,
   type PageArgs,
   type PageWindow,
   pageWindow,
+  timeIdAfterKey,
+  timeIdKey,
   toConnection,
 } from '../../graphql/pagination.js';
 import { centsToAmount, decimalToCents } from '../../money.js';
@@ -26,6 +27,8 @@ interface ExecutionRow {
   error: string | null;
   create_time: Date | string;
   update_time: Date | string;
+  /** create_time in whole microseconds since the epoch: the cursor's key. */
+  create_us: string;
 }
 
 const STATUS_TO_API = {
@@ -63,12 +66,13 @@ export async function executionPages(
   const ids = JSON.stringify([...new Set(strategyIds)]);
   const statusFilter = status ? 'and x.status = ?' : '';
   const statusParams = status ? [toStoredExecutionStatus(status)] : [];
-  const afterId = idAfterKey(window);
-  // The cursor row's own time, read by the database (exact to the microsecond).
+  // The cursor carries the row's time and id, so a page follows it even if that row was deleted since
+  // (a released claim).
+  const after = timeIdAfterKey(window);
   const keyset =
-    afterId === null
+    after === null
       ? ''
-      : 'and (x.create_time, x.id) < (select y.create_time, y.id from quota_execute y where y.id = ?)';
+      : `and (x.create_time, x.id) < (timestamptz 'epoch' + ?::bigint * interval '1 microsecond', ?::bigint)`;
   const [counts, rows] = await Promise.all([
     em.execute<{ strategy_id: string | number; total: string | number }[]>(
       `select x.strategy_id, count(*) as total from quota_execute x
@@ -77,17 +81,26 @@ export async function executionPages(
       [ids, ...statusParams],
     ),
     em.execute<ExecutionRow[]>(
-      `select x.* from (select jsonb_array_elements_text(?::jsonb)::bigint as id) s
+      `select x.*, (extract(epoch from x.create_time) * 1000000)::bigint::text as create_us
+       from (select jsonb_array_elements_text(?::jsonb)::bigint as id) s
        cross join lateral (
          select * from quota_execute x where x.strategy_id = s.id ${statusFilter} ${keyset}
          order by x.create_time desc, x.id desc limit ? offset ?
        ) x`,
-      [ids, ...statusParams, ...(afterId === null ? [] : [afterId]), window.fetchLimit, window.offset],
+      [
+        ids,
+        ...statusParams,
+        ...(after === null ? [] : [after.epochMicroseconds, after.id]),
+        window.fetchLimit,
+        window.offset,
+      ],
     ),
   ]);
   const totals = new Map(counts.map((row) => [String(row.strategy_id), Number(row.total)]));
   const items = new Map<string, StrategyExecutionObject[]>();
+  const keys = new Map<string, string>();
   for (const row of rows) {
+    keys.set(String(row.id), timeIdKey(row.create_us, String(row.id)));
     const execution = toExecutionObject(row);
     const list = items.get(execution.strategyId) ?? [];
     list.push(execution);
@@ -97,7 +110,7 @@ export async function executionPages(
   for (const id of strategyIds) {
     pages.set(
       id,
-      toConnection(items.get(id) ?? [], totals.get(id) ?? 0, window, (execution) => execution.id),
+      toConnection(items.get(id) ?? [], totals.get(id) ?? 0, window, (execution) => keys.get(execution.id)!),
     );
   }
   return pages;

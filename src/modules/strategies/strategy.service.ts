@@ -2,7 +2,14 @@ import { LockMode, UniqueConstraintViolationException } from '@mikro-orm/core';
 import type { Clock } from '../../clock.js';
 import type { EntityManager } from '../../db/orm.js';
 import { badInput, DomainError, ErrorCode } from '../../errors.js';
-import { type Connection, idAfterKey, type PageArgs, pageWindow, paginate } from '../../graphql/pagination.js';
+import {
+  type Connection,
+  idAfterKey,
+  type PageArgs,
+  pageWindow,
+  paginate,
+  withKeyset,
+} from '../../graphql/pagination.js';
 import type { Logger } from '../../logger.js';
 import { centsToDecimalString, decimalToCents } from '../../money.js';
 import type { IdempotencyKeys, IdempotentCall } from '../idempotency/idempotency-keys.js';
@@ -216,11 +223,11 @@ export class StrategyService {
       page,
       async (window) => {
         const afterId = idAfterKey(window);
-        const keyset = afterId === null ? '' : `${where === '' ? 'where' : 'and'} id < ?`;
+        const page = withKeyset(where, afterId === null ? null : { sql: 'id < ?', params: [afterId] });
         const [rows, counted] = await Promise.all([
           em.execute<Record<string, unknown>[]>(
-            `select * from quota_strategy ${where} ${keyset} order by id desc limit ? offset ?`,
-            [...params, ...(afterId === null ? [] : [afterId]), window.fetchLimit, window.offset],
+            `select * from quota_strategy ${page.sql} order by id desc limit ? offset ?`,
+            [...params, ...page.params, window.fetchLimit, window.offset],
           ),
           em.execute<{ total: string | number }[]>(`select count(*) as total from quota_strategy ${where}`, params),
         ]);
