@@ -290,7 +290,8 @@ export class QuotaService {
           .offset(window.offset);
         const afterId = idAfterKey(window);
         if (afterId !== null) {
-          // The cursor row's own time, read by the database: exact to the microsecond.
+          // The cursor row's own time, read by the database (exact to the microsecond). Audits are never
+          // deleted, so the row is always there (executions, which can be, carry the time in the cursor).
           rows.andWhere('(a.create_time, a.id) < (select b.create_time, b.id from quota_audit b where b.id = ?)', [
             afterId,
           ]);
