@@ -74,4 +74,22 @@ describe('concurrency', () => {
     expect(maxInFlight).toBeGreaterThan(1);
     expect(maxInFlight).toBeLessThanOrEqual(8);
   });
+
+  it('a department-wide change while the gateway fails tries one round of pushes and defers the rest', async () => {
+    const employees = Array.from({ length: 30 }, (_, i) => ({
+      number: `D${String(i).padStart(2, '0')}`,
+      path: ['Corp', 'Down'],
+    }));
+    await insertEmployees(t, employees);
+    t.simulator.setFault('setModels', { kind: 'status', status: 503 });
+    const response = await api.setWhitelist({ departmentName: 'Down', models: ['down'] });
+    expect(response.errors).toBeUndefined(); // stored; the pushes stay owed
+    const tried = new Set(t.simulator.calls({ route: 'setModels' }).map((call) => call.params.employee_number));
+    expect(tried.size).toBe(8);
+    const recomputes = (await api.audits({ operation: 'permission_updated', first: 40 })).nodes;
+    expect(recomputes.filter((node) => node.details?.deferred !== undefined)).toHaveLength(22);
+    expect(recomputes.filter((node) => node.details?.gatewayError !== undefined)).toHaveLength(8);
+    const [setting] = (await api.audits({ operation: 'whitelist_set' })).nodes;
+    expect(setting?.details).toMatchObject({ gateway: { pushed: 0, failed: 8, skipped: 0, deferred: 22 } });
+  });
 });

@@ -17,6 +17,8 @@ export interface PushSummary {
   failed: number;
   /** Nothing left to tell by the time the push ran (a concurrent push told it, or the record is gone). */
   skipped: number;
+  /** Not tried: the pushes just before had all failed (the gateway looks down); still owed. */
+  deferred: number;
 }
 
 type PushOutcome = keyof PushSummary;
@@ -71,11 +73,45 @@ export class PermissionPusher {
     private readonly clock: Clock,
   ) {}
 
+  /**
+   * Sends the tasks, PUSH_CONCURRENCY at a time. Once PUSH_CONCURRENCY pushes in a row have failed the
+   * gateway is down or hanging: the tasks not yet started are deferred rather than each waiting out
+   * its timeouts — a backlog (a department-wide change, every push an employee sync owes) must not hold
+   * the pusher, whose slots everyone shares, for hours. Deferred pushes stay owed as failed ones do
+   * ("last told" unchanged, outbox rows kept): the next recompute or employee sync sends them. The
+   * first PUSH_CONCURRENCY tasks go first, so a gateway that is down costs one round of them.
+   */
   async push(tasks: readonly PushTask[]): Promise<PushSummary> {
-    const summary: PushSummary = { pushed: 0, failed: 0, skipped: 0 };
-    const outcomes = await Promise.all(tasks.map((task) => this.limited(() => this.pushOne(task))));
-    for (const outcome of outcomes) summary[outcome] += 1;
+    let failuresInARow = 0;
+    const run = async (task: PushTask): Promise<PushOutcome> => {
+      if (failuresInARow >= PUSH_CONCURRENCY) return this.defer(task);
+      const outcome = await this.pushOne(task);
+      if (outcome === 'failed') failuresInARow += 1;
+      else if (outcome === 'pushed') failuresInARow = 0;
+      return outcome;
+    };
+    const first = await Promise.all(tasks.slice(0, PUSH_CONCURRENCY).map((task) => this.limited(() => run(task))));
+    const rest = await Promise.all(tasks.slice(PUSH_CONCURRENCY).map((task) => this.limited(() => run(task))));
+    const summary: PushSummary = { pushed: 0, failed: 0, skipped: 0, deferred: 0 };
+    for (const outcome of [...first, ...rest]) summary[outcome] += 1;
+    if (summary.deferred > 0) {
+      this.logger.warn(
+        { ...summary },
+        'permission pushes kept failing: the gateway looks down; the rest waits for the next recompute or employee sync',
+      );
+    }
     return summary;
+  }
+
+  /** A task not tried: its audit row says so; a removal push simply stays pending in the outbox. */
+  private async defer(task: PushTask): Promise<'deferred'> {
+    if (!task.removal) {
+      await patchAuditDetails(this.orm.em.fork(), task.auditId, {
+        gatewayNotified: false,
+        deferred: 'the pushes before it all failed; the next recompute or employee sync tries again',
+      }).catch((error: unknown) => this.logger.warn({ err: error }, 'could not mark a deferred push'));
+    }
+    return 'deferred';
   }
 
   private async pushOne(task: PushTask): Promise<PushOutcome> {

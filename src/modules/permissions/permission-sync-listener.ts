@@ -5,7 +5,6 @@ import { type RemovalDebt, recordRemovalPushes, removalPushOwed } from './owed-r
 import type { PermissionService } from './permission.service.js';
 import { type AuditEntry, insertAudits, patchAuditDetails } from './permission-audit.store.js';
 import { type KindSpec, MODEL_SPEC, QUOTA_CHECK_SPEC, STAR_CHECK_SPEC } from './permission-kinds.js';
-import { PUSH_CONCURRENCY, type PushSummary } from './permission-pusher.js';
 import type { PushTask, RecomputeCause } from './permission-recompute.js';
 import { deleteEffective, deleteUserSettings, lockPermissions, seedNotified } from './permission-store.js';
 import { dropRemovalPushes } from './removal-push-outbox.js';
@@ -142,7 +141,7 @@ export class PermissionSyncListener implements EmployeeChangeListener {
     // Retries in a new order each sync, so records the gateway keeps refusing cannot always come first.
     const all = [...tasks, ...removals, ...shuffled(retries)];
     if (all.length === 0 && recomputed === 0 && changes.removed.length === 0) return;
-    const summary = await this.pushWhileGatewayAnswers(em, all);
+    const summary = await this.permissions.push(all);
     log.info(
       {
         recomputed,
@@ -153,45 +152,6 @@ export class PermissionSyncListener implements EmployeeChangeListener {
       },
       'permissions recomputed after employee sync',
     );
-  }
-
-  /**
-   * Pushes a wave (PUSH_CONCURRENCY) at a time and stops after a wave in which every push failed: the
-   * gateway is down or hanging, and a sync's backlog (every owed push, a mass removal) must not hold the
-   * pusher — whose slots setting changes share — for hours of timeouts. What is left stays owed (last
-   * told unchanged, outbox rows kept) for the next sync; its audit rows say it was deferred.
-   */
-  private async pushWhileGatewayAnswers(
-    em: EntityManager,
-    tasks: readonly PushTask[],
-  ): Promise<PushSummary & { deferred: number }> {
-    const total = { pushed: 0, failed: 0, skipped: 0, deferred: 0 };
-    for (let start = 0; start < tasks.length; start += PUSH_CONCURRENCY) {
-      const wave = tasks.slice(start, start + PUSH_CONCURRENCY);
-      const summary = await this.permissions.push(wave);
-      total.pushed += summary.pushed;
-      total.failed += summary.failed;
-      total.skipped += summary.skipped;
-      const rest = tasks.slice(start + PUSH_CONCURRENCY);
-      if (summary.failed === wave.length && rest.length > 0) {
-        total.deferred = rest.length;
-        this.permissions.logger.warn(
-          { failed: wave.length, deferred: rest.length },
-          'every permission push of a wave failed: the gateway looks down; the rest waits for the next employee sync',
-        );
-        await attempt(this.permissions.logger, 'could not mark deferred pushes', undefined, async () => {
-          for (const task of rest) {
-            if (task.removal) continue; // its outbox row stays pending, its audit row untouched
-            await patchAuditDetails(em, task.auditId, {
-              gatewayNotified: false,
-              deferred: 'every push of the wave before failed; the next employee sync tries again',
-            });
-          }
-        });
-        break;
-      }
-    }
-    return total;
   }
 
   /**
