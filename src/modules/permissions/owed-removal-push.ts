@@ -1,7 +1,8 @@
 import type { EntityManager } from '../../db/orm.js';
 import { PermissionKind } from './permission.enums.js';
-import { type AuditEntry, insertAudits } from './permission-audit.store.js';
+import { insertAudits } from './permission-audit.store.js';
 import type { KindSpec } from './permission-kinds.js';
+import { recomputeAudit, removedState } from './permission-recompute.js';
 import { saveRemovalPushes } from './removal-push-outbox.js';
 
 /**
@@ -41,22 +42,18 @@ export async function recordRemovalPushes(
   note?: string,
 ): Promise<void> {
   if (debts.length === 0) return;
-  const audits: AuditEntry[] = debts.map((debt) => ({
-    operation: debt.spec.recomputeOperation,
-    targetType: 'user',
-    targetIdentifier: debt.key,
-    details: {
-      kind: debt.spec.kind,
+  const audits = debts.map((debt) =>
+    recomputeAudit(debt.spec, debt.key, {
       cause: { operation: 'employee_removed', targetType: null, targetIdentifier: null },
       actor: null,
       before: null,
-      after: { value: debt.spec.fallback, source: 'default', sourceIdentifier: null },
+      after: removedState(debt.spec),
       changed: true,
       lastNotified: debt.lastNotified,
       gatewayNotified: null,
       ...(note === undefined ? {} : { note }),
-    },
-  }));
+    }),
+  );
   const auditIds = await insertAudits(em, audits, now);
   await saveRemovalPushes(
     em,

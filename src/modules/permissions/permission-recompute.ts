@@ -91,12 +91,8 @@ async function recomputeChunk<V>(
     // of the previous value may still be in flight, and "last told" is only final once it lands.
     const recheck = before !== null && !spec.equals(before.value, effective.value);
     pushKeys.push(push || recheck ? subject.key : null);
-    audits.push({
-      operation: spec.recomputeOperation,
-      targetType: 'user',
-      targetIdentifier: subject.key,
-      details: {
-        kind: spec.kind,
+    audits.push(
+      recomputeAudit(spec, subject.key, {
         cause: { operation: cause.operation, targetType: cause.targetType, targetIdentifier: cause.targetIdentifier },
         actor: cause.actor,
         departmentPath: subject.departmentPath,
@@ -106,8 +102,8 @@ async function recomputeChunk<V>(
         lastNotified: before?.notified ?? null,
         // null until the push after the commit reports; false = the rules call for no push.
         gatewayNotified: push || recheck ? null : false,
-      },
-    });
+      }),
+    );
   }
   await upsertEffective(em, spec, writes, now);
   const auditIds = await insertAudits(em, audits, now);
@@ -134,12 +130,8 @@ export async function owedPushes<V>(
   const tasks: RecomputePush[] = [];
   for (let start = 0; start < owed.length; start += CHUNK_SIZE) {
     const chunk = owed.slice(start, start + CHUNK_SIZE);
-    const audits: AuditEntry[] = chunk.map((record) => ({
-      operation: spec.recomputeOperation,
-      targetType: 'user',
-      targetIdentifier: record.key,
-      details: {
-        kind: spec.kind,
+    const audits = chunk.map((record) =>
+      recomputeAudit(spec, record.key, {
         cause: { operation: OWED_PUSH_RETRY, targetType: null, targetIdentifier: null },
         reason: 'a retry of an owed push: the gateway was not told this value (a failed or lost push)',
         actor: null,
@@ -148,8 +140,8 @@ export async function owedPushes<V>(
         changed: false,
         lastNotified: record.notified,
         gatewayNotified: null,
-      },
-    }));
+      }),
+    );
     const auditIds = await insertAudits(em, audits, now);
     tasks.push(
       ...chunk.map((record, index) => ({ spec: spec as AnyKindSpec, key: record.key, auditId: auditIds[index]! })),
@@ -169,4 +161,35 @@ function sameEffective<V>(spec: KindSpec<V>, before: StoredEffective<V>, after: 
 
 function describe<V>(effective: { value: V; source: string; sourceIdentifier: string | null }) {
   return { value: effective.value, source: effective.source, sourceIdentifier: effective.sourceIdentifier };
+}
+
+/**
+ * The audit row of one employee's recompute of one kind — a setting change's or a sync's, a retry of
+ * an owed push, a removal's push — so permissionAudits shows them all with one shape of details.
+ * The pusher adds the outcome to it (gatewayNotified, gatewayError, pushedValue…).
+ */
+export function recomputeAudit(
+  spec: KindSpec<unknown> | AnyKindSpec,
+  key: string,
+  details: {
+    cause: { operation: string; targetType: StoredTargetType | null; targetIdentifier: string | null };
+    actor: string | null;
+    before: unknown;
+    after: unknown;
+    changed: boolean;
+    lastNotified: unknown;
+    gatewayNotified: boolean | null;
+  } & Record<string, unknown>,
+): AuditEntry {
+  return {
+    operation: spec.recomputeOperation,
+    targetType: 'user',
+    targetIdentifier: key,
+    details: { kind: spec.kind, ...details },
+  };
+}
+
+/** What a removed employee's record is described as: the kind's default, from no setting. */
+export function removedState(spec: KindSpec<unknown>) {
+  return describe({ value: spec.fallback, source: 'default', sourceIdentifier: null });
 }

@@ -4,7 +4,7 @@ import type { EmployeeChangeListener, EmployeeChanges } from '../employees/emplo
 import { type RemovalDebt, recordRemovalPushes, removalPushOwed } from './owed-removal-push.js';
 import type { PermissionService } from './permission.service.js';
 import { type AuditEntry, insertAudits, patchAuditDetails } from './permission-audit.store.js';
-import { type KindSpec, MODEL_SPEC, QUOTA_CHECK_SPEC, STAR_CHECK_SPEC } from './permission-kinds.js';
+import { ALL_SPECS, type AnyKindSpec, type KindSpec, MODEL_SPEC, STAR_CHECK_SPEC } from './permission-kinds.js';
 import type { PushTask, RecomputeCause } from './permission-recompute.js';
 import { deleteEffective, deleteUserSettings, lockPermissions, seedNotified } from './permission-store.js';
 import { dropRemovalPushes } from './removal-push-outbox.js';
@@ -77,20 +77,16 @@ export class PermissionSyncListener implements EmployeeChangeListener {
     const subjects = this.permissions.subjects;
     const removedKeys = await subjects.keysOfEmployeeNumbers(changes.removed.map((entry) => entry.employeeNumber));
     if (removedKeys.length === 0) return;
-    const settings = {
-      [MODEL_SPEC.kind]: await deleteUserSettings(em, MODEL_SPEC, removedKeys),
-      [STAR_CHECK_SPEC.kind]: await deleteUserSettings(em, STAR_CHECK_SPEC, removedKeys),
-      [QUOTA_CHECK_SPEC.kind]: await deleteUserSettings(em, QUOTA_CHECK_SPEC, removedKeys),
-    };
-    const models = await deleteEffective(em, MODEL_SPEC, removedKeys);
-    const starCheck = await deleteEffective(em, STAR_CHECK_SPEC, removedKeys);
-    await deleteEffective(em, QUOTA_CHECK_SPEC, removedKeys);
+    const settings = new Map<AnyKindSpec, Map<string, unknown>>();
+    const effective = new Map<AnyKindSpec, Map<string, { value: unknown; notified: unknown }>>();
+    for (const spec of ALL_SPECS) {
+      settings.set(spec, await deleteUserSettings(em, spec as KindSpec<unknown>, removedKeys));
+      effective.set(spec, await deleteEffective(em, spec as KindSpec<unknown>, removedKeys));
+    }
 
     const audits: AuditEntry[] = [];
     const debts: RemovalDebt[] = [];
     for (const key of removedKeys) {
-      const toldModels = models.get(key)?.notified ?? null;
-      const toldStarCheck = starCheck.get(key)?.notified ?? null;
       audits.push({
         operation: 'employee_removed',
         targetType: 'user',
@@ -98,21 +94,22 @@ export class PermissionSyncListener implements EmployeeChangeListener {
         details: {
           actor: null,
           removedSettings: Object.fromEntries(
-            Object.entries(settings).map(([kind, byKey]) => [kind, byKey.has(key) ? byKey.get(key) : null]),
+            ALL_SPECS.map((spec) => [spec.kind, settings.get(spec)!.has(key) ? settings.get(spec)!.get(key) : null]),
           ),
-          lastNotified: { MODEL: toldModels, STAR_CHECK: toldStarCheck },
+          lastNotified: {
+            MODEL: effective.get(MODEL_SPEC)!.get(key)?.notified ?? null,
+            STAR_CHECK: effective.get(STAR_CHECK_SPEC)!.get(key)?.notified ?? null,
+          },
         },
       });
-      for (const [spec, deleted] of [
-        [MODEL_SPEC, models.get(key)],
-        [STAR_CHECK_SPEC, starCheck.get(key)],
-      ] as const) {
+      for (const spec of ALL_SPECS) {
         const kind = spec as KindSpec<unknown>;
+        const deleted = effective.get(spec)!.get(key);
         const told = deleted?.notified ?? null;
-        // "Where they had them": what the gateway was last told — or else the value it was meant to hold,
-        // as a push that failed ambiguously (a timeout) may have landed while "last told" stayed as it
-        // was; that value is then what the gateway may hold. A `[]` / `false` it did not need is
-        // harmless; a permission left behind is not.
+        // removalPushOwed knows which kinds removal clears. "Where they had them": what the gateway was
+        // last told — or else the value it was meant to hold, as a push that failed ambiguously (a
+        // timeout) may have landed while "last told" stayed as it was; that value is then what the
+        // gateway may hold. A `[]` / `false` it did not need is harmless; a permission left behind is not.
         if (removalPushOwed(kind, told)) debts.push({ spec: kind, key, lastNotified: told });
         else if (deleted !== undefined && removalPushOwed(kind, deleted.value)) {
           debts.push({ spec: kind, key, lastNotified: deleted.value });
