@@ -1,7 +1,7 @@
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { DomainError, ErrorCode } from '../../src/errors.js';
 import { silentLogger } from '../../src/logger.js';
-import { capturingLogger } from '../permissions/permission-support.js';
+import { capturingLogger } from '../support/logger.js';
 import {
   dept,
   emp,

@@ -1,6 +1,7 @@
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { PermissionSyncListener } from '../../src/modules/permissions/permission-sync-listener.js';
 import { type HrTestContext, SMALL_EMPLOYEES, startHrTestApp } from '../employees/hr-support.js';
+import { until } from '../support/until.js';
 import {
   errorCode,
   modelPushes,
@@ -90,15 +91,6 @@ async function giveE002ModelsAndStarCheck() {
   await api.switchOn({ kind: 'STAR_CHECK', user: { employeeNumber: 'E002' }, enabled: true });
   expect(hr.t.simulator.getEmployee('E002')).toMatchObject({ models: ['own-a', 'own-b'], starCheck: true });
   hr.t.simulator.clearCalls();
-}
-
-/** Polls `check` (every 5 ms) until it holds; throws naming `what` once the deadline passes. */
-async function until(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
 }
 
 function failPermissionPushes() {

@@ -1,6 +1,4 @@
-import { Writable } from 'node:stream';
-import { pino } from 'pino';
-import { type Logger, silentLogger } from '../../src/logger.js';
+import { silentLogger } from '../../src/logger.js';
 import type { HrEmployeeRecord } from '../../src/modules/employees/hr-fixture.js';
 import type { GatewaySimulator } from '../../src/modules/gateway/simulator/gateway-simulator.js';
 import type { HrTestContext } from '../employees/hr-support.js';
@@ -173,27 +171,6 @@ export function permissionApi(t: TestApp) {
 }
 
 export { errorCode };
-
-/** A logger whose JSON lines a test can read. */
-export function capturingLogger(): { logger: Logger; lines: () => Record<string, unknown>[] } {
-  const captured: string[] = [];
-  const stream = new Writable({
-    write(chunk, _encoding, callback) {
-      captured.push(String(chunk));
-      callback();
-    },
-  });
-  const logger = pino({ level: 'debug' }, stream);
-  return {
-    logger,
-    lines: () =>
-      captured
-        .join('')
-        .split('\n')
-        .filter((line) => line.trim() !== '')
-        .map((line) => JSON.parse(line) as Record<string, unknown>),
-  };
-}
 
 /** Feeds these employees to the HR simulator and runs the app's employee sync (its result). */
 export async function syncEmployees(hr: HrTestContext, employees: readonly HrEmployeeRecord[]) {

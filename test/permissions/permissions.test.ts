@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { startTestApp, type TestApp } from '../support/app.js';
+import { capturingLogger } from '../support/logger.js';
 import {
-  capturingLogger,
   insertEmployees,
   insertUsers,
   modelPushes,

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestApp, type TestApp } from '../support/app.js';
+import { until } from '../support/until.js';
 
 /**
  * /health when the gateway hangs: ledger transactions wait on it while holding pooled connections,
@@ -21,14 +22,6 @@ afterAll(async () => {
   app?.simulator.release();
   await app?.stop();
 });
-
-async function until(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
 
 describe('health while every pooled connection waits on a hanging gateway', () => {
   it('still reports the database up', async () => {
