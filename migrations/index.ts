@@ -7,6 +7,7 @@ import { Migration20261123130000_jobs } from './Migration20261123130000_jobs.js'
 import { Migration20261123140000_strategies } from './Migration20261123140000_strategies.js';
 import { Migration20261123150000_idempotency } from './Migration20261123150000_idempotency.js';
 import { Migration20261123160000_permission_removal_push } from './Migration20261123160000_permission_removal_push.js';
+import { Migration20261124000000_permission_push_uncertainty } from './Migration20261124000000_permission_push_uncertainty.js';
 
 /**
  * Every migration, in order. Static imports make discovery behave the same under tsc output, tsx
@@ -21,4 +22,8 @@ export const migrationsList: MigrationObject[] = [
   { name: 'Migration20261123140000_strategies', class: Migration20261123140000_strategies },
   { name: 'Migration20261123150000_idempotency', class: Migration20261123150000_idempotency },
   { name: 'Migration20261123160000_permission_removal_push', class: Migration20261123160000_permission_removal_push },
+  {
+    name: 'Migration20261124000000_permission_push_uncertainty',
+    class: Migration20261124000000_permission_push_uncertainty,
+  },
 ];

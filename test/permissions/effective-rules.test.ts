@@ -84,21 +84,29 @@ describe('effective value (SPEC §6)', () => {
 
 describe('push rules (SPEC §6)', () => {
   const eq = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
+  const told = <V>(notified: V | null) => ({ notified, uncertain: false });
+  const mayHold = <V>(notified: V | null) => ({ notified, uncertain: true });
 
   it('models: pushed when they differ from what was last told, or never told and non-empty', () => {
-    expect(needsPush({ value: [], source: 'default' }, null, eq)).toBe(false);
-    expect(needsPush({ value: ['a'], source: 'department' }, null, eq)).toBe(true);
-    expect(needsPush({ value: ['a'], source: 'department' }, ['a'], eq)).toBe(false);
-    expect(needsPush({ value: ['a', 'b'], source: 'department' }, ['a'], eq)).toBe(true);
-    expect(needsPush({ value: [], source: 'default' }, ['a'], eq)).toBe(true);
+    expect(needsPush({ value: [], source: 'default' }, told(null), eq)).toBe(false);
+    expect(needsPush({ value: ['a'], source: 'department' }, told(null), eq)).toBe(true);
+    expect(needsPush({ value: ['a'], source: 'department' }, told(['a']), eq)).toBe(false);
+    expect(needsPush({ value: ['a', 'b'], source: 'department' }, told(['a']), eq)).toBe(true);
+    expect(needsPush({ value: [], source: 'default' }, told(['a']), eq)).toBe(true);
   });
 
   it('switches: never told → pushed only when an explicit setting gives the value, even false', () => {
-    expect(needsPush({ value: false, source: 'default' }, null, eq)).toBe(false);
-    expect(needsPush({ value: false, source: 'user' }, null, eq)).toBe(true);
-    expect(needsPush({ value: true, source: 'department' }, null, eq)).toBe(true);
-    expect(needsPush({ value: true, source: 'department' }, true, eq)).toBe(false);
-    expect(needsPush({ value: false, source: 'default' }, true, eq)).toBe(true);
+    expect(needsPush({ value: false, source: 'default' }, told(null), eq)).toBe(false);
+    expect(needsPush({ value: false, source: 'user' }, told(null), eq)).toBe(true);
+    expect(needsPush({ value: true, source: 'department' }, told(null), eq)).toBe(true);
+    expect(needsPush({ value: true, source: 'department' }, told(true), eq)).toBe(false);
+    expect(needsPush({ value: false, source: 'default' }, told(true), eq)).toBe(true);
+  });
+
+  it('a push that may have landed unseen makes the next one owed whatever the value', () => {
+    expect(needsPush({ value: ['a'], source: 'department' }, mayHold(['a']), eq)).toBe(true);
+    expect(needsPush({ value: [], source: 'default' }, mayHold(null), eq)).toBe(true);
+    expect(needsPush({ value: true, source: 'user' }, mayHold(true), eq)).toBe(true);
   });
 
   it('model lists keep their order and compare in order', () => {

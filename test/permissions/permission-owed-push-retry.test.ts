@@ -260,3 +260,94 @@ describe('pushes owed after a recompute (the employee sync backstop)', () => {
     expect(await hr.em().execute('select * from permission_removal_push')).toEqual([]);
   });
 });
+
+/**
+ * A push whose every attempt may have landed (the answer was lost) leaves the gateway holding an
+ * unknown value: "last told" stays as it was (SPEC §6), and the record is marked uncertain, so the
+ * next recompute or sync pushes whatever the value is then — even a value equal to "last told".
+ */
+describe('a push that failed ambiguously', () => {
+  async function uncertain(key: string) {
+    const rows = await hr.em().execute<{ kind: string; uncertain: boolean }[]>(
+      `select 'MODEL' as kind, notified_uncertain as uncertain from effective_permissions where employee_number = ?
+       union all select 'STAR_CHECK', notified_uncertain from effective_star_check_settings where employee_number = ?
+       union all select 'QUOTA_CHECK', notified_uncertain from effective_quota_check_settings where employee_number = ?`,
+      [key, key, key],
+    );
+    return Object.fromEntries(rows.map((row) => [row.kind, row.uncertain]));
+  }
+
+  it('a whitelist set back to what the gateway was last told is pushed again', async () => {
+    await api.whitelist({ user: { employeeNumber: 'E001' }, models: ['m1'] });
+    expect(await lastTold('E001')).toMatchObject({ models: 'm1' });
+    // Every attempt reaches the gateway and then loses its answer: it now holds m1,m2.
+    hr.t.simulator.setFault('setModels', { kind: 'applied-then-drop' });
+    await api.whitelist({ user: { employeeNumber: 'E001' }, models: ['m1', 'm2'] });
+    expect(hr.t.simulator.getEmployee('E001').models).toEqual(['m1', 'm2']);
+    expect(await lastTold('E001')).toMatchObject({ models: 'm1' });
+    expect(await uncertain('E001')).toMatchObject({ MODEL: true });
+    hr.t.simulator.clearFaults();
+    hr.t.simulator.clearCalls();
+
+    await api.whitelist({ user: { employeeNumber: 'E001' }, models: ['m1'] });
+
+    expect(modelPushes(hr.t.simulator)).toEqual([['E001', ['m1']]]);
+    expect(hr.t.simulator.getEmployee('E001').models).toEqual(['m1']);
+    expect(await uncertain('E001')).toMatchObject({ MODEL: false });
+    // Certain again: the same value once more sends nothing.
+    hr.t.simulator.clearCalls();
+    await api.whitelist({ user: { employeeNumber: 'E001' }, models: ['m1'] });
+    await syncWith(SMALL_EMPLOYEES);
+    expect(permissionCalls(hr.t.simulator)).toEqual([]);
+  });
+
+  it('quota check switched back on after an ambiguous "off" is pushed again (the gateway does not stay off)', async () => {
+    await api.switchOn({ kind: 'QUOTA_CHECK', user: { employeeNumber: 'E004' }, enabled: true });
+    hr.t.simulator.setFault('setQuotaCheck', { kind: 'applied-then-drop' });
+    await api.switchOn({ kind: 'QUOTA_CHECK', user: { employeeNumber: 'E004' }, enabled: false });
+    expect(hr.t.simulator.getEmployee('E004').quotaCheck).toBe(false);
+    expect(await lastTold('E004')).toMatchObject({ quotaCheck: true });
+    hr.t.simulator.clearFaults();
+    hr.t.simulator.clearCalls();
+
+    await api.switchOn({ kind: 'QUOTA_CHECK', user: { employeeNumber: 'E004' }, enabled: true });
+
+    expect(quotaCheckPushes(hr.t.simulator)).toEqual([['E004', true]]);
+    expect(hr.t.simulator.getEmployee('E004').quotaCheck).toBe(true);
+  });
+
+  it('an uncertain record whose value equals last told is pushed by the next sync (the backstop)', async () => {
+    await api.whitelist({ user: { employeeNumber: 'E001' }, models: ['m1'] });
+    hr.t.simulator.setFault('setModels', { kind: 'applied-then-drop' });
+    await api.whitelist({ user: { employeeNumber: 'E001' }, models: ['m1', 'm2'] });
+    // Set back while the gateway still answers nothing (and applies nothing): it keeps m1,m2.
+    hr.t.simulator.setFault('setModels', { kind: 'drop' });
+    await api.whitelist({ user: { employeeNumber: 'E001' }, models: ['m1'] });
+    expect(hr.t.simulator.getEmployee('E001').models).toEqual(['m1', 'm2']);
+    hr.t.simulator.clearFaults();
+    hr.t.simulator.clearCalls();
+
+    await syncWith(SMALL_EMPLOYEES);
+
+    expect(modelPushes(hr.t.simulator)).toEqual([['E001', ['m1']]]);
+    expect(hr.t.simulator.getEmployee('E001').models).toEqual(['m1']);
+    expect((await retryAudits('E001'))[0]?.details).toMatchObject({
+      lastNotified: ['m1'],
+      lastNotifiedUncertain: true,
+      gatewayNotified: true,
+      pushedValue: ['m1'],
+    });
+    expect(await uncertain('E001')).toMatchObject({ MODEL: false });
+  });
+
+  it('a refusal the gateway answered (nothing applied) leaves the record certain', async () => {
+    await api.whitelist({ user: { employeeNumber: 'E001' }, models: ['m1'] });
+    hr.t.simulator.setFault('setModels', { kind: 'status', status: 400 });
+    await api.whitelist({ user: { employeeNumber: 'E001' }, models: ['m1', 'm2'] });
+    expect(await uncertain('E001')).toMatchObject({ MODEL: false });
+    hr.t.simulator.clearFaults();
+    hr.t.simulator.clearCalls();
+    await api.whitelist({ user: { employeeNumber: 'E001' }, models: ['m1'] });
+    expect(permissionCalls(hr.t.simulator)).toEqual([]);
+  });
+});

@@ -360,6 +360,52 @@ describe('pushes owed for removed employees (permission_removal_push)', () => {
       ['STAR_CHECK', true],
     ]);
   });
+  it('a removed employee whose last push may have landed unseen is cleared, whatever "last told" says', async () => {
+    // ['x'] lands while every answer is lost ("last told" stays null); clearing it then gets no answer
+    // and lands nothing. The gateway holds ['x'] for an employee whose record says never told, [].
+    hr.t.simulator.setFault('setModels', { kind: 'applied-then-drop' });
+    await api.whitelist({ user: { employeeNumber: 'E002' }, models: ['x'] });
+    hr.t.simulator.setFault('setModels', { kind: 'drop' });
+    await api.whitelist({ user: { employeeNumber: 'E002' }, models: [] });
+    expect(hr.t.simulator.getEmployee('E002').models).toEqual(['x']);
+    hr.t.simulator.clearFaults();
+    hr.t.simulator.clearCalls();
+
+    await syncWith(WITHOUT_E002);
+
+    expect(modelPushes(hr.t.simulator)).toEqual([['E002', []]]);
+    expect(hr.t.simulator.getEmployee('E002').models).toEqual([]);
+    expect(await outbox()).toEqual([]);
+    const [owed] = await removalPushAudits('E002');
+    expect(owed?.details).toMatchObject({ kind: 'MODEL', lastNotifiedUncertain: true, gatewayNotified: true });
+  });
+
+  it('an employee brought back after a removal push that may have landed is told their values again', async () => {
+    // Sales' settings apply to E002 and the gateway was told them; nothing personal.
+    await api.whitelist({ departmentName: 'Sales', models: ['sales'] });
+    await api.switchOn({ kind: 'STAR_CHECK', departmentName: 'Sales', enabled: true });
+    expect(hr.t.simulator.getEmployee('E002')).toMatchObject({ models: ['sales'], starCheck: true });
+    // The removal pushes land, but their answers are lost: they stay owed, and the gateway holds [] / false.
+    hr.t.simulator.setFault('setModels', { kind: 'applied-then-drop' });
+    hr.t.simulator.setFault('setStarCheck', { kind: 'applied-then-drop' });
+    await syncWith(WITHOUT_E002);
+    expect(hr.t.simulator.getEmployee('E002')).toMatchObject({ models: [], starCheck: false });
+    expect(await outbox()).toHaveLength(2);
+    hr.t.simulator.clearFaults();
+    hr.t.simulator.clearCalls();
+
+    // Back before the retry: their recompute gives what they were last told, which the gateway may
+    // no longer hold — so it is told again.
+    await syncWith(WITH_E002);
+
+    expect(modelPushes(hr.t.simulator)).toEqual([['E002', ['sales']]]);
+    expect(starCheckPushes(hr.t.simulator)).toEqual([['E002', true]]);
+    expect(hr.t.simulator.getEmployee('E002')).toMatchObject({ models: ['sales'], starCheck: true });
+    expect(await outbox()).toEqual([]);
+    hr.t.simulator.clearCalls();
+    await syncWith(WITH_E002);
+    expect(permissionCalls(hr.t.simulator)).toEqual([]);
+  });
 });
 
 describe('a setting change racing the sync that removes its employee', () => {

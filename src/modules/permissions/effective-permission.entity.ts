@@ -5,7 +5,8 @@ import { ModelWhitelistSetting, QuotaCheckSetting, StarCheckSetting } from './pe
 
 /**
  * The effective value per employee (SPEC §6), keyed by the employee key, plus what the gateway was
- * last told about it (`notified_*`, null = never told): the push rules compare the two. Written by
+ * last told about it (`notified_*`, null = never told; `notified_uncertain`: it may hold something
+ * else): the push rules compare the two. Written by
  * permission-store.ts in SQL; the entities describe the tables for the ORM.
  */
 abstract class EffectiveBase extends BaseEntity {
@@ -19,6 +20,13 @@ abstract class EffectiveBase extends BaseEntity {
   /** The user key or department name the value came from; null for the default. */
   @Property({ type: 'string', length: 500, fieldName: 'source_identifier', nullable: true })
   sourceIdentifier!: string | null;
+
+  /**
+   * A push failed that may have landed (its answer was lost), so the gateway may hold something other
+   * than `notified_*`: the record owes a push whatever its value until one lands.
+   */
+  @Property({ type: 'boolean', fieldName: 'notified_uncertain', default: false })
+  notifiedUncertain!: boolean;
 }
 
 /** `effective_models` and `notified_models` hold names joined by ','. */

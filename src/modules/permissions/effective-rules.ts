@@ -58,8 +58,22 @@ export function resolveEffective<V>(
 }
 
 /**
+ * What the gateway was last told about one employee and kind: `notified` null = never told;
+ * `uncertain` = a push since then failed in a way that may have landed (SPEC §8: its answer was
+ * lost), so the gateway may hold something else.
+ */
+export interface LastTold<V> {
+  notified: V | null;
+  uncertain: boolean;
+}
+
+export const NEVER_TOLD: LastTold<never> = { notified: null, uncertain: false };
+
+/**
  * SPEC §6 push rule, the same for every kind: push when the value differs from what the gateway was
- * last told, or — never told — when it comes from an explicit setting. For models "comes from a
+ * last told, or — never told — when it comes from an explicit setting. And whenever the gateway may
+ * hold something other than "last told" (a push failed that may have landed): otherwise a value set
+ * back to "last told" would count as told while the gateway kept the one that landed unseen. For models "comes from a
  * setting" and "non-empty" are the same thing (the default is [] and empty lists never apply), so
  * clearing pushes [] and a new employee with nothing applicable is not pushed; for switches an
  * explicit false is pushed. permission-store.ts's loadEffectiveOwingPush pre-filters with the same
@@ -67,11 +81,12 @@ export function resolveEffective<V>(
  */
 export function needsPush<V>(
   effective: { value: V; source: StoredSource },
-  notified: V | null,
+  told: LastTold<V>,
   equals: (a: V, b: V) => boolean,
 ): boolean {
-  if (notified === null) return effective.source !== 'default';
-  return !equals(effective.value, notified);
+  if (told.uncertain) return true;
+  if (told.notified === null) return effective.source !== 'default';
+  return !equals(effective.value, told.notified);
 }
 
 export function sameList(a: readonly string[], b: readonly string[]): boolean {

@@ -1,4 +1,5 @@
 import type { EntityManager } from '../../db/orm.js';
+import type { LastTold } from './effective-rules.js';
 import { PermissionKind } from './permission.enums.js';
 import { insertAudits } from './permission-audit.store.js';
 import type { KindSpec } from './permission-kinds.js';
@@ -17,10 +18,12 @@ const CLEARED_BY_REMOVAL: ReadonlySet<PermissionKind> = new Set([PermissionKind.
 /**
  * Whether removal owes a push, given what the gateway was last told: "where they had them" — a
  * non-empty list, star check on; i.e. something other than the kind's default, which is what
- * removal tells it.
+ * removal tells it — or wherever the gateway may hold something else than it was last told.
  */
-export function removalPushOwed(spec: KindSpec<unknown>, lastNotified: unknown): boolean {
-  return CLEARED_BY_REMOVAL.has(spec.kind) && lastNotified !== null && !spec.equals(lastNotified, spec.fallback);
+export function removalPushOwed(spec: KindSpec<unknown>, told: LastTold<unknown>): boolean {
+  if (!CLEARED_BY_REMOVAL.has(spec.kind)) return false;
+  if (told.uncertain) return true;
+  return told.notified !== null && !spec.equals(told.notified, spec.fallback);
 }
 
 export interface RemovalDebt {
@@ -28,6 +31,8 @@ export interface RemovalDebt {
   key: string;
   /** What the gateway was last told, or may hold (removalPushOwed holds for it). */
   lastNotified: unknown;
+  /** The gateway may hold something other than `lastNotified`. */
+  lastNotifiedUncertain: boolean;
 }
 
 /**
@@ -50,6 +55,7 @@ export async function recordRemovalPushes(
       after: removedState(debt.spec),
       changed: true,
       lastNotified: debt.lastNotified,
+      ...(debt.lastNotifiedUncertain ? { lastNotifiedUncertain: true } : {}),
       gatewayNotified: null,
       ...(note === undefined ? {} : { note }),
     }),
@@ -62,6 +68,7 @@ export async function recordRemovalPushes(
       key: debt.key,
       value: debt.spec.fallback,
       lastNotified: debt.lastNotified,
+      lastNotifiedUncertain: debt.lastNotifiedUncertain,
       auditId: auditIds[index]!,
     })),
     now,

@@ -4,13 +4,19 @@ import type { EntityManager } from '../../db/orm.js';
 import { isDomainError } from '../../errors.js';
 import type { Logger } from '../../logger.js';
 import type { GatewayClient } from '../gateway/gateway.client.js';
+import { isGatewayError } from '../gateway/gateway.errors.js';
 import { needsPush } from './effective-rules.js';
 import { recordRemovalPushes, removalPushOwed } from './owed-removal-push.js';
 import { patchAuditDetails } from './permission-audit.store.js';
 import type { KindSpec } from './permission-kinds.js';
 import type { PushTask, RecomputePush, RemovalPush } from './permission-recompute.js';
-import { loadEffective, markNotified } from './permission-store.js';
-import { deleteRemovalPush, lockRemovalPush, updatePendingLastNotified } from './removal-push-outbox.js';
+import { loadEffective, markNotified, markNotifiedUncertain } from './permission-store.js';
+import {
+  deleteRemovalPush,
+  lockRemovalPush,
+  markRemovalPushUncertain,
+  updatePendingLastNotified,
+} from './removal-push-outbox.js';
 
 export interface PushSummary {
   pushed: number;
@@ -24,11 +30,12 @@ export interface PushSummary {
 type PushOutcome = keyof PushSummary;
 
 /**
- * What one push will send, and what to record once the gateway took it (which may find a removal
- * push now owed: `settle` returns it); or why there is nothing to send.
+ * What one push will send, what to record once the gateway took it (which may find a removal push
+ * now owed: `settle` returns it), and what to record when it failed in a way that may have landed
+ * (`uncertain`); or why there is nothing to send.
  */
 type Due =
-  | { value: unknown; auditId: string; settle: () => Promise<RemovalPush | null> }
+  | { value: unknown; auditId: string; settle: () => Promise<RemovalPush | null>; uncertain: () => Promise<void> }
   | { skipped: string; auditId: string | null };
 
 /** Whether an employee key is in the HR mirror (a removal push is owed only while it is not). */
@@ -150,7 +157,13 @@ export class PermissionPusher {
               ? 'gateway push for a removed employee failed; kept in permission_removal_push, the next employee sync pushes again'
               : 'gateway push of a permission failed; the next recompute pushes again',
           );
-          await patchAuditDetails(em, due.auditId, { gatewayNotified: false, gatewayError: describeError(error) });
+          const mayHaveLanded = mayHaveApplied(error);
+          if (mayHaveLanded) await due.uncertain();
+          await patchAuditDetails(em, due.auditId, {
+            gatewayNotified: false,
+            gatewayError: describeError(error),
+            ...(mayHaveLanded ? { mayHaveApplied: true } : {}),
+          });
           return done('failed');
         }
         const removalOwed = await due.settle();
@@ -168,7 +181,7 @@ export class PermissionPusher {
   /** A recompute's push: the effective value now, if the push rule still calls for it. */
   private async recomputeDue(em: EntityManager, spec: KindSpec<unknown>, task: RecomputePush): Promise<Due> {
     const current = (await loadEffective(em, spec, [task.key])).get(task.key);
-    if (!current || !needsPush(current, current.notified, (a, b) => spec.equals(a, b))) {
+    if (!current || !needsPush(current, current, (a, b) => spec.equals(a, b))) {
       return {
         auditId: task.auditId,
         skipped: current ? 'the gateway already has this value' : 'the effective record no longer exists',
@@ -181,6 +194,7 @@ export class PermissionPusher {
         (await markNotified(em, spec, task.key, current.value))
           ? null
           : this.removedWhilePushing(em, spec, task.key, current.value),
+      uncertain: () => markNotifiedUncertain(em, spec, task.key),
     };
   }
 
@@ -197,13 +211,13 @@ export class PermissionPusher {
     key: string,
     told: unknown,
   ): Promise<RemovalPush | null> {
-    if (!removalPushOwed(spec, told)) return null;
+    if (!removalPushOwed(spec, { notified: told, uncertain: false })) return null;
     // Back in the mirror (a later sync brought them back): their recompute decides what is told.
     if (await this.employeePresent(em, key)) return null;
     if (!(await updatePendingLastNotified(em, spec, key, told))) {
       await recordRemovalPushes(
         em,
-        [{ spec, key, lastNotified: told }],
+        [{ spec, key, lastNotified: told, lastNotifiedUncertain: false }],
         this.clock.now(),
         'the employee was removed while a push of this value was in flight',
       );
@@ -236,6 +250,7 @@ export class PermissionPusher {
         await deleteRemovalPush(em, spec, key);
         return null;
       },
+      uncertain: () => markRemovalPushUncertain(em, spec, key),
     };
   }
 
@@ -251,6 +266,14 @@ export class PermissionPusher {
       this.waiting.shift()?.();
     }
   }
+}
+
+/**
+ * Whether a failed push may have changed the gateway: a gateway error says so (SPEC §8: no answer, or
+ * a 5xx); anything else thrown around the call is treated as if it might have.
+ */
+function mayHaveApplied(error: unknown): boolean {
+  return !isGatewayError(error) || error.ambiguous;
 }
 
 function describeError(error: unknown): string {

@@ -1,5 +1,13 @@
 import type { EntityManager } from '../../db/orm.js';
-import { departmentsOnPaths, type Effective, needsPush, resolveEffective, type Subject } from './effective-rules.js';
+import {
+  departmentsOnPaths,
+  type Effective,
+  type LastTold,
+  NEVER_TOLD,
+  needsPush,
+  resolveEffective,
+  type Subject,
+} from './effective-rules.js';
 import type { StoredTargetType } from './permission.enums.js';
 import { type AuditEntry, insertAudits } from './permission-audit.store.js';
 import type { AnyKindSpec, KindSpec } from './permission-kinds.js';
@@ -86,7 +94,7 @@ async function recomputeChunk<V>(
     const before = stored.get(subject.key) ?? null;
     const changed = before === null || !sameEffective(spec, before, effective);
     if (changed) writes.push({ key: subject.key, ...effective });
-    const push = needsPush(effective, before?.notified ?? null, (a, b) => spec.equals(a, b));
+    const push = needsPush(effective, before ?? NEVER_TOLD, (a, b) => spec.equals(a, b));
     // A changed value is re-checked after the commit even when the rule says "no push" now: a push
     // of the previous value may still be in flight, and "last told" is only final once it lands.
     const recheck = before !== null && !spec.equals(before.value, effective.value);
@@ -99,7 +107,7 @@ async function recomputeChunk<V>(
         before: before && describe(before),
         after: describe(effective),
         changed,
-        lastNotified: before?.notified ?? null,
+        ...lastToldDetails(before ?? NEVER_TOLD),
         // null until the push after the commit reports; false = the rules call for no push.
         gatewayNotified: push || recheck ? null : false,
       }),
@@ -138,7 +146,7 @@ export async function owedPushes<V>(
         before: describe(record),
         after: describe(record),
         changed: false,
-        lastNotified: record.notified,
+        ...lastToldDetails(record),
         gatewayNotified: null,
       }),
     );
@@ -157,6 +165,13 @@ function sameEffective<V>(spec: KindSpec<V>, before: StoredEffective<V>, after: 
     before.sourceIdentifier === after.sourceIdentifier &&
     before.settingId === after.settingId
   );
+}
+
+/** An audit row's "last told": `lastNotifiedUncertain` only when the gateway may hold something else. */
+function lastToldDetails<V>(told: LastTold<V>): { lastNotified: V | null; lastNotifiedUncertain?: true } {
+  return told.uncertain
+    ? { lastNotified: told.notified, lastNotifiedUncertain: true }
+    : { lastNotified: told.notified };
 }
 
 function describe<V>(effective: { value: V; source: string; sourceIdentifier: string | null }) {

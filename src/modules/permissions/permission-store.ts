@@ -1,5 +1,5 @@
 import type { EntityManager } from '../../db/orm.js';
-import { needsPush, type SettingsIndex, type SettingValue } from './effective-rules.js';
+import { type LastTold, needsPush, type SettingsIndex, type SettingValue } from './effective-rules.js';
 import type { StoredSource, StoredTargetType } from './permission.enums.js';
 import type { KindSpec } from './permission-kinds.js';
 
@@ -95,14 +95,13 @@ export async function deleteUserSettings<V>(
   return new Map(rows.map((row) => [row.target_identifier, spec.read(row.value)]));
 }
 
-export interface StoredEffective<V> {
+/** An effective record, with what the gateway was last told about it (LastTold). */
+export interface StoredEffective<V> extends LastTold<V> {
   key: string;
   value: V;
   source: StoredSource;
   sourceIdentifier: string | null;
   settingId: string | null;
-  /** What the gateway was last told; null = never. */
-  notified: V | null;
 }
 
 interface EffectiveRow {
@@ -112,11 +111,12 @@ interface EffectiveRow {
   source_identifier: string | null;
   setting_id: string | null;
   notified: unknown;
+  uncertain: boolean;
 }
 
 function effectiveColumns(spec: KindSpec<unknown>): string {
   return `employee_number, ${spec.effectiveValueColumn} as value, source, source_identifier,
-          ${spec.settingIdColumn} as setting_id, ${spec.notifiedColumn} as notified`;
+          ${spec.settingIdColumn} as setting_id, ${spec.notifiedColumn} as notified, notified_uncertain as uncertain`;
 }
 
 function toEffective<V>(spec: KindSpec<V>, row: EffectiveRow): StoredEffective<V> {
@@ -127,6 +127,7 @@ function toEffective<V>(spec: KindSpec<V>, row: EffectiveRow): StoredEffective<V
     sourceIdentifier: row.source_identifier,
     settingId: row.setting_id === null ? null : String(row.setting_id),
     notified: row.notified === null ? null : spec.read(row.notified),
+    uncertain: row.uncertain,
   };
 }
 
@@ -145,19 +146,19 @@ export async function loadEffective<V>(
 
 /**
  * Every effective record whose push SPEC §6 still owes: the value differs from what the gateway was
- * last told, or it was never told and the value comes from a setting. One statement for the kind;
+ * last told, or it was never told and the value comes from a setting, or the gateway may hold
+ * something else (needsPush). One statement for the kind;
  * it compares stored forms, so a record whose forms differ but read the same (an adopted row's
  * 'a,,b') is dropped here by the rule itself.
  */
 export async function loadEffectiveOwingPush<V>(em: EntityManager, spec: KindSpec<V>): Promise<StoredEffective<V>[]> {
   const rows = await em.execute<EffectiveRow[]>(
     `select ${effectiveColumns(spec as KindSpec<unknown>)} from ${spec.effectiveTable}
-     where case when ${spec.notifiedColumn} is null then source <> 'default'
+     where notified_uncertain
+        or case when ${spec.notifiedColumn} is null then source <> 'default'
                 else ${spec.effectiveValueColumn} is distinct from ${spec.notifiedColumn} end`,
   );
-  return rows
-    .map((row) => toEffective(spec, row))
-    .filter((row) => needsPush(row, row.notified, (a, b) => spec.equals(a, b)));
+  return rows.map((row) => toEffective(spec, row)).filter((row) => needsPush(row, row, (a, b) => spec.equals(a, b)));
 }
 
 export interface EffectiveWrite<V> {
@@ -198,32 +199,41 @@ export async function upsertEffective<V>(
   );
 }
 
-/** Records what the gateway has just been told; false when the effective record is gone. */
+/** Records what the gateway has just been told (certain again); false when the effective record is gone. */
 export async function markNotified<V>(em: EntityManager, spec: KindSpec<V>, key: string, value: V): Promise<boolean> {
   const rows = await em.execute<{ employee_number: string }[]>(
-    `update ${spec.effectiveTable} set ${spec.notifiedColumn} = ? where employee_number = ? returning employee_number`,
+    `update ${spec.effectiveTable} set ${spec.notifiedColumn} = ?, notified_uncertain = false
+     where employee_number = ? returning employee_number`,
     [spec.write(value), key],
   );
   return rows.length > 0;
 }
 
+/** A push failed that may have landed: "last told" stays (SPEC §6), but the gateway may hold something else. */
+export async function markNotifiedUncertain(em: EntityManager, spec: KindSpec<unknown>, key: string): Promise<void> {
+  await em.execute(`update ${spec.effectiveTable} set notified_uncertain = true where employee_number = ?`, [key]);
+}
+
 /**
  * Sets "last told" on an employee's effective record, creating a default one (the recompute that
  * follows writes the real value) when there is none: for an employee HR brought back before the
- * push owed for their removal went out, the gateway still holds what it was last told before it.
+ * push owed for their removal went out, the gateway still holds what it was last told before it —
+ * unless an attempt of that push may have landed (`uncertain`).
  */
 export async function seedNotified<V>(
   em: EntityManager,
   spec: KindSpec<V>,
   key: string,
-  notified: V,
+  told: { notified: V; uncertain: boolean },
   now: Date,
 ): Promise<void> {
   await em.execute(
-    `insert into ${spec.effectiveTable} (employee_number, ${spec.notifiedColumn}, create_time, update_time)
-     values (?, ?, ?, ?)
-     on conflict (employee_number) do update set ${spec.notifiedColumn} = excluded.${spec.notifiedColumn}`,
-    [key, spec.write(notified), now, now],
+    `insert into ${spec.effectiveTable}
+       (employee_number, ${spec.notifiedColumn}, notified_uncertain, create_time, update_time)
+     values (?, ?, ?, ?, ?)
+     on conflict (employee_number) do update set ${spec.notifiedColumn} = excluded.${spec.notifiedColumn},
+       notified_uncertain = excluded.notified_uncertain`,
+    [key, spec.write(told.notified), told.uncertain, now, now],
   );
 }
 

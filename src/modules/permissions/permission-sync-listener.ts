@@ -6,7 +6,13 @@ import type { PermissionService } from './permission.service.js';
 import { type AuditEntry, insertAudits, patchAuditDetails } from './permission-audit.store.js';
 import { ALL_SPECS, type AnyKindSpec, type KindSpec, MODEL_SPEC, STAR_CHECK_SPEC } from './permission-kinds.js';
 import type { PushTask, RecomputeCause } from './permission-recompute.js';
-import { deleteEffective, deleteUserSettings, lockPermissions, seedNotified } from './permission-store.js';
+import {
+  deleteEffective,
+  deleteUserSettings,
+  lockPermissions,
+  type StoredEffective,
+  seedNotified,
+} from './permission-store.js';
 import { dropRemovalPushes } from './removal-push-outbox.js';
 
 const SYNC_CAUSE: RecomputeCause = {
@@ -78,7 +84,7 @@ export class PermissionSyncListener implements EmployeeChangeListener {
     const removedKeys = await subjects.keysOfEmployeeNumbers(changes.removed.map((entry) => entry.employeeNumber));
     if (removedKeys.length === 0) return;
     const settings = new Map<AnyKindSpec, Map<string, unknown>>();
-    const effective = new Map<AnyKindSpec, Map<string, { value: unknown; notified: unknown }>>();
+    const effective = new Map<AnyKindSpec, Map<string, StoredEffective<unknown>>>();
     for (const spec of ALL_SPECS) {
       settings.set(spec, await deleteUserSettings(em, spec as KindSpec<unknown>, removedKeys));
       effective.set(spec, await deleteEffective(em, spec as KindSpec<unknown>, removedKeys));
@@ -105,14 +111,21 @@ export class PermissionSyncListener implements EmployeeChangeListener {
       for (const spec of ALL_SPECS) {
         const kind = spec as KindSpec<unknown>;
         const deleted = effective.get(spec)!.get(key);
-        const told = deleted?.notified ?? null;
+        if (deleted === undefined) continue;
         // removalPushOwed knows which kinds removal clears. "Where they had them": what the gateway was
-        // last told — or else the value it was meant to hold, as a push that failed ambiguously (a
-        // timeout) may have landed while "last told" stayed as it was; that value is then what the
-        // gateway may hold. A `[]` / `false` it did not need is harmless; a permission left behind is not.
-        if (removalPushOwed(kind, told)) debts.push({ spec: kind, key, lastNotified: told });
-        else if (deleted !== undefined && removalPushOwed(kind, deleted.value)) {
-          debts.push({ spec: kind, key, lastNotified: deleted.value });
+        // last told, or wherever it may hold something else (a push failed that may have landed) —
+        // or else the value it was meant to hold, as a push that failed ambiguously (a timeout) whose
+        // outcome was never recorded (the process stopped) may have landed too. A `[]` / `false` it did
+        // not need is harmless; a permission left behind is not.
+        if (removalPushOwed(kind, deleted)) {
+          debts.push({
+            spec: kind,
+            key,
+            lastNotified: deleted.notified ?? deleted.value,
+            lastNotifiedUncertain: deleted.uncertain,
+          });
+        } else if (removalPushOwed(kind, { notified: deleted.value, uncertain: false })) {
+          debts.push({ spec: kind, key, lastNotified: deleted.value, lastNotifiedUncertain: false });
         }
       }
     }
@@ -155,11 +168,18 @@ export class PermissionSyncListener implements EmployeeChangeListener {
    * Employees HR brought back before the push owed for their removal went out: the push would clear
    * what their recompute decides, so it is dropped — and since the gateway still holds what it was
    * last told before the removal, their new effective record starts from that, so the recompute
-   * pushes whatever differs from it (SPEC §6).
+   * pushes whatever differs from it (SPEC §6); or, if an attempt of the dropped push may have landed,
+   * whatever it is.
    */
   private async dropPushesOfReturning(em: EntityManager, keys: readonly string[], now: Date): Promise<void> {
     for (const dropped of await dropRemovalPushes(em, keys)) {
-      await seedNotified(em, dropped.spec as KindSpec<unknown>, dropped.key, dropped.lastNotified, now);
+      await seedNotified(
+        em,
+        dropped.spec as KindSpec<unknown>,
+        dropped.key,
+        { notified: dropped.lastNotified, uncertain: dropped.lastNotifiedUncertain },
+        now,
+      );
       await patchAuditDetails(em, dropped.auditId, {
         gatewayNotified: false,
         skipped: 'the employee is back in the HR feed; their recompute decides what the gateway is told',

@@ -18,6 +18,8 @@ export interface OwedRemovalPush<V> {
   value: V;
   /** What the gateway had last been told before the removal (never null: nothing told, nothing owed). */
   lastNotified: V;
+  /** The gateway may hold something other than `lastNotified` (a push failed that may have landed). */
+  lastNotifiedUncertain: boolean;
   /** The permission_audit row that records the push's outcome. */
   auditId: string;
 }
@@ -34,14 +36,18 @@ export async function saveRemovalPushes(
     key: row.key,
     value: row.spec.write(row.value),
     last_notified: row.spec.write(row.lastNotified),
+    last_notified_uncertain: row.lastNotifiedUncertain,
     audit_id: row.auditId,
   }));
   await em.execute(
-    `insert into permission_removal_push (kind, employee_key, push_value, last_notified, audit_id, create_time)
-     select r.kind, r.key, r.value, r.last_notified, r.audit_id, ?
-     from jsonb_to_recordset(?::jsonb) as r(kind text, key text, value jsonb, last_notified jsonb, audit_id bigint)
+    `insert into permission_removal_push
+       (kind, employee_key, push_value, last_notified, last_notified_uncertain, audit_id, create_time)
+     select r.kind, r.key, r.value, r.last_notified, r.last_notified_uncertain, r.audit_id, ?
+     from jsonb_to_recordset(?::jsonb)
+       as r(kind text, key text, value jsonb, last_notified jsonb, last_notified_uncertain boolean, audit_id bigint)
      on conflict (kind, employee_key) do update set push_value = excluded.push_value,
-       last_notified = excluded.last_notified, audit_id = excluded.audit_id, create_time = excluded.create_time`,
+       last_notified = excluded.last_notified, last_notified_uncertain = excluded.last_notified_uncertain,
+       audit_id = excluded.audit_id, create_time = excluded.create_time`,
     [now, JSON.stringify(records)],
   );
 }
@@ -50,15 +56,18 @@ export interface DroppedRemovalPush {
   spec: AnyKindSpec;
   key: string;
   lastNotified: unknown;
+  lastNotifiedUncertain: boolean;
   auditId: string;
 }
 
 /** Deletes the pending rows of these keys (employees HR brought back) and returns them. */
 export async function dropRemovalPushes(em: EntityManager, keys: readonly string[]): Promise<DroppedRemovalPush[]> {
   if (keys.length === 0) return [];
-  const rows = await em.execute<{ kind: string; employee_key: string; last_notified: unknown; audit_id: string }[]>(
+  const rows = await em.execute<
+    { kind: string; employee_key: string; last_notified: unknown; last_notified_uncertain: boolean; audit_id: string }[]
+  >(
     `delete from permission_removal_push where employee_key in (select jsonb_array_elements_text(?::jsonb))
-     returning kind, employee_key, last_notified, audit_id`,
+     returning kind, employee_key, last_notified, last_notified_uncertain, audit_id`,
     [JSON.stringify([...new Set(keys)])],
   );
   return rows.map((row) => {
@@ -67,6 +76,7 @@ export async function dropRemovalPushes(em: EntityManager, keys: readonly string
       spec,
       key: row.employee_key,
       lastNotified: spec.read(row.last_notified),
+      lastNotifiedUncertain: row.last_notified_uncertain,
       auditId: String(row.audit_id),
     };
   });
@@ -100,7 +110,7 @@ export async function lockRemovalPush<V>(
 
 /**
  * Sets what the gateway was last told on the pending row of (kind, key), if there is one (a push
- * landed after the sync that removed the employee read it); false when there is none.
+ * landed after the sync that removed the employee read it: certain again); false when there is none.
  */
 export async function updatePendingLastNotified<V>(
   em: EntityManager,
@@ -109,7 +119,8 @@ export async function updatePendingLastNotified<V>(
   lastNotified: V,
 ): Promise<boolean> {
   const rows = await em.execute<{ kind: string }[]>(
-    `update permission_removal_push set last_notified = ?::jsonb where kind = ? and employee_key = ? returning kind`,
+    `update permission_removal_push set last_notified = ?::jsonb, last_notified_uncertain = false
+     where kind = ? and employee_key = ? returning kind`,
     [JSON.stringify(spec.write(lastNotified)), spec.kind, key],
   );
   return rows.length > 0;
@@ -117,4 +128,16 @@ export async function updatePendingLastNotified<V>(
 
 export async function deleteRemovalPush(em: EntityManager, spec: { kind: PermissionKind }, key: string): Promise<void> {
   await em.execute('delete from permission_removal_push where kind = ? and employee_key = ?', [spec.kind, key]);
+}
+
+/** A removal push failed that may have landed: the gateway may already hold its `[]` / `false`. */
+export async function markRemovalPushUncertain(
+  em: EntityManager,
+  spec: { kind: PermissionKind },
+  key: string,
+): Promise<void> {
+  await em.execute(
+    'update permission_removal_push set last_notified_uncertain = true where kind = ? and employee_key = ?',
+    [spec.kind, key],
+  );
 }
