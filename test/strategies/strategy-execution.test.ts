@@ -28,6 +28,16 @@ function admin<T = Record<string, unknown>>(query: string, variables: Record<str
   return app.gql<T>(query, variables, { token: app.adminToken });
 }
 
+/** previewCondition's counts and sample; throws on a GraphQL error. */
+async function previewOf(condition: string): Promise<Record<string, unknown>> {
+  const response = await admin<{ previewCondition: Record<string, unknown> }>(
+    'query($e: String!) { previewCondition(expression: $e) { matchedUsers undecidedUsers sampleUserIds } }',
+    { e: condition },
+  );
+  if (!response.data) throw new Error(`previewCondition failed: ${JSON.stringify(response.errors)}`);
+  return response.data.previewCondition;
+}
+
 const UPDATE = 'mutation($id: ID!, $input: UpdateStrategyInput!) { updateStrategy(id: $id, input: $input) { id } }';
 
 /** Users of one test: their own prefix keeps tests apart in the shared directory. */
@@ -296,30 +306,45 @@ describe('enable, disable, failures', () => {
     await checkInvariants(app);
   });
 
-  test('register-before and access-after decide users the gateway leaves to the evaluator (run and preview)', async () => {
-    await addUsers(app, [
-      { id: 'when-old', createdAt: '2024-06-01T00:00:00Z', accessTime: '2026-03-01T00:00:00Z' },
-      { id: 'when-new', createdAt: '2026-02-01T00:00:00Z', accessTime: '2026-03-01T00:00:00Z' },
-      { id: 'when-idle', createdAt: '2024-06-01T00:00:00Z', accessTime: '2025-03-01T00:00:00Z' },
-      // Half a millisecond past the instant: both SQL and the evaluator compare at whole milliseconds.
-      { id: 'when-edge', createdAt: '2025-01-01T00:00:00.0005+08:00', accessTime: '2026-03-01T00:00:00Z' },
-    ]);
-    // quota-le keeps every user undecided in SQL, so the evaluator reads their times.
-    const condition =
-      'and(match-user("when-old", "when-new", "when-idle", "when-edge"), quota-le("m", 5), ' +
-      'register-before("2025-01-01"), access-after("2026-01-01"))';
-    const preview = await admin<{ previewCondition: Record<string, unknown> }>(
-      'query($e: String!) { previewCondition(expression: $e) { matchedUsers undecidedUsers sampleUserIds } }',
-      { e: condition },
-    );
-    expect(preview.data?.previewCondition).toEqual({
-      matchedUsers: 2,
+  // quota-le keeps every user undecided in SQL, so the evaluator reads their times, as the scans load them.
+  test.each([
+    {
+      times: 'register-before and access-after',
+      users: [
+        { id: 'when-old', createdAt: '2024-06-01T00:00:00Z', accessTime: '2026-03-01T00:00:00Z' },
+        { id: 'when-new', createdAt: '2026-02-01T00:00:00Z', accessTime: '2026-03-01T00:00:00Z' },
+        { id: 'when-idle', createdAt: '2024-06-01T00:00:00Z', accessTime: '2025-03-01T00:00:00Z' },
+        // Half a millisecond past the instant: both SQL and the evaluator compare at whole milliseconds.
+        { id: 'when-edge', createdAt: '2025-01-01T00:00:00.0005+08:00', accessTime: '2026-03-01T00:00:00Z' },
+      ],
+      matched: ['when-edge', 'when-old'],
+    },
+    {
+      // PostgreSQL lets the login system store them; the directory is not ours to clean up.
+      times: '±infinity in the directory',
+      users: [
+        { id: 'inf-future', createdAt: '-infinity', accessTime: 'infinity' },
+        { id: 'inf-past', createdAt: 'infinity', accessTime: '-infinity' },
+        { id: 'inf-plain', createdAt: '2024-06-01T00:00:00Z', accessTime: '2026-03-01T00:00:00Z' },
+      ],
+      matched: ['inf-future', 'inf-plain'],
+    },
+  ])('$times: decided for users the gateway leaves to the evaluator (run and preview)', async ({ users, matched }) => {
+    await addUsers(app, users);
+    const ids = users.map((user) => `"${user.id}"`).join(', ');
+    const condition = `and(match-user(${ids}), quota-le("m", 5), register-before("2025-01-01"), access-after("2026-01-01"))`;
+    expect(await previewOf(condition)).toEqual({
+      matchedUsers: matched.length,
       undecidedUsers: 0,
-      sampleUserIds: ['when-edge', 'when-old'],
+      sampleUserIds: matched,
     });
-    const strategy = await createStrategy(app, { name: 'by-times', condition });
-    expect(await runAndWait(app, strategy.id)).toMatchObject({ status: 'SUCCEEDED', succeeded: 2, failed: 0 });
-    expect(await completedPerUser(app, strategy.id)).toEqual({ 'when-edge': 1, 'when-old': 1 });
+    const strategy = await createStrategy(app, { name: `by-times-${users[0]!.id}`, condition });
+    expect(await runAndWait(app, strategy.id)).toMatchObject({
+      status: 'SUCCEEDED',
+      succeeded: matched.length,
+      failed: 0,
+    });
+    expect(await completedPerUser(app, strategy.id)).toEqual(Object.fromEntries(matched.map((id) => [id, 1])));
     await checkInvariants(app);
   });
 

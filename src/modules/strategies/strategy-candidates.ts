@@ -72,6 +72,21 @@ interface UserRow extends EvaluatedUserRow {
 
 export const DEFAULT_CANDIDATE_CHUNK = 500;
 
+/** The range of a JS Date (±8.64e15 ms), which PostgreSQL's timestamps exceed at both ends. */
+const DATE_LIMIT_MS = '8640000000000000';
+
+/**
+ * A timestamptz column as whole milliseconds, clamped to what a Date can hold: the directory may hold
+ * 'infinity' / '-infinity' (not ours to clean up), which no bigint can take — unclamped, one such row
+ * failed the whole chunk, so a strategy granted nobody. Clamped, it still compares as SQL compares it:
+ * after / before every instant a condition can name. Null stays null.
+ */
+function epochMilliseconds(column: string): string {
+  return `case when isfinite(${column})
+      then greatest(-${DATE_LIMIT_MS}, least(${DATE_LIMIT_MS}, floor(extract(epoch from ${column}) * 1000)))::bigint
+    when ${column} > 'epoch' then ${DATE_LIMIT_MS} when ${column} < 'epoch' then -${DATE_LIMIT_MS} end`;
+}
+
 /**
  * What the evaluator reads of a user (`u`, auth_users) — and of their HR record (`e`) when joined.
  * Times as whole milliseconds since the epoch, rounded down: the precision the SQL translation compares
@@ -113,10 +128,6 @@ export function toEvaluatedUser(row: EvaluatedUserRow, joined: boolean): Candida
  */
 export function afterUser(after: string | null): { sql: string; params: string[] } {
   return after === null ? { sql: 'true', params: [] } : { sql: 'u.id > ?', params: [after] };
-}
-
-function epochMilliseconds(column: string): string {
-  return `floor(extract(epoch from ${column}) * 1000)::bigint`;
 }
 
 function instantOf(milliseconds: string | number | null): Date | null {
