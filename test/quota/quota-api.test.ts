@@ -190,12 +190,19 @@ describe('isStar', () => {
       { id: 'star-case', githubStar: 'ZGSM-AI.zgsm' },
       { id: 'star-part', githubStar: 'zgsm-ai.zgsm-extra,xzgsm-ai.zgsm' },
       { id: 'star-none', githubStar: null },
+      { id: 'star-tab', githubStar: 'x,\tzgsm-ai.zgsm\r\n' },
+      // Only ASCII white space is trimmed, as the github-star condition trims (and its SQL translation).
+      { id: 'star-nbsp', githubStar: 'zgsm-ai.zgsm\u00a0' },
+      { id: 'star-ideographic', githubStar: 'other,\u3000zgsm-ai.zgsm' },
     ]);
     const expected: Record<string, boolean> = {
       'star-yes': true,
       'star-case': false,
       'star-part': false,
       'star-none': false,
+      'star-tab': true,
+      'star-nbsp': false,
+      'star-ideographic': false,
       'not-in-directory': false,
     };
     for (const [userId, isStar] of Object.entries(expected)) {

@@ -10,7 +10,7 @@ import type { Logger } from '../../logger.js';
 import { type Cents, centsToAmount, decimalToCents } from '../../money.js';
 import type { GatewayClient } from '../gateway/gateway.client.js';
 import type { IdempotencyKeys, IdempotentCall, StoredAnswer } from '../idempotency/idempotency-keys.js';
-import { starredProjects } from '../users/auth-user.entity.js';
+import { starredProjects } from '../users/starred-projects.js';
 import type { UserDirectory } from '../users/user-directory.js';
 import {
   type AuditItemRecord,

@@ -46,12 +46,3 @@ export class AuthUser {
   @Property({ type: 'text', fieldName: 'github_star', nullable: true })
   githubStar?: string | null;
 }
-
-/** The items of a `github_star` value: split on commas, white space trimmed, empties dropped. */
-export function starredProjects(githubStar: string | null | undefined): string[] {
-  if (!githubStar) return [];
-  return githubStar
-    .split(',')
-    .map((item) => item.trim())
-    .filter((item) => item !== '');
-}

@@ -17,7 +17,7 @@ import {
   toWholeSecond,
   type UserLedger,
 } from '../quota/ledger.js';
-import { starredProjects } from '../users/auth-user.entity.js';
+import { starredProjects } from '../users/starred-projects.js';
 import type { UserDirectory } from '../users/user-directory.js';
 import {
   alreadyRedeemed,

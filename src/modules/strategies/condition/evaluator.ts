@@ -1,4 +1,5 @@
 import type { Cents } from '../../../money.js';
+import { hasStarred } from '../../users/starred-projects.js';
 import type { ConditionAst, ConditionNode } from './ast.js';
 
 /** The user attributes a condition reads (a subset of `auth_users`; an AuthUser fits). */
@@ -25,26 +26,6 @@ export interface ConditionContext {
 
 /** A per-user result: a failure means "skip this user in this run and count it as failed". */
 export type ConditionOutcome = { ok: true; matches: boolean } | { ok: false; error: unknown };
-
-/**
- * White space trimmed around `github_star` items. Spelled out (not String#trim) so that the SQL
- * translation trims exactly the same characters.
- */
-export const STAR_ITEM_WHITESPACE = ' \t\n\r\v\f';
-
-function trimStarItem(item: string): string {
-  let start = 0;
-  let end = item.length;
-  while (start < end && STAR_ITEM_WHITESPACE.includes(item[start]!)) start += 1;
-  while (end > start && STAR_ITEM_WHITESPACE.includes(item[end - 1]!)) end -= 1;
-  return item.slice(start, end);
-}
-
-/** Whether one item of a `github_star` value (split on `,`, trimmed) equals the project. */
-export function hasStarred(githubStar: string | null | undefined, project: string): boolean {
-  if (githubStar == null) return false;
-  return githubStar.split(',').some((item) => trimStarItem(item) === project);
-}
 
 /** true / false, or undefined while the remaining quota is not known ("needs the gateway"). */
 type Truth = boolean | undefined;

@@ -1,4 +1,5 @@
 import { type Cents, MAX_CENTS } from '../../../money.js';
+import { trimStarItem } from '../../users/starred-projects.js';
 import type {
   AmountLiteral,
   ConditionFunctionName,
@@ -27,7 +28,10 @@ type ParameterKind = 'string' | 'timestamp' | 'integer' | 'amount' | 'expression
 interface Parameter {
   name: string;
   kind: ParameterKind;
-  /** Refuse "" (and, with `trimmed`, surrounding white space): such an argument could never match. */
+  /**
+   * Refuse "" (and, with `trimmed`, the white space `github_star` items are trimmed of): such an
+   * argument could never match.
+   */
   nonEmpty?: boolean;
   trimmed?: boolean;
 }
@@ -173,7 +177,7 @@ function checkArgument(
     case 'string':
       if (arg.kind !== 'string') throw wrongType('a string');
       if (parameter.nonEmpty && arg.value === '') throw conditionError(`${label} must not be empty`, arg.start);
-      if (parameter.trimmed && arg.value.trim() !== arg.value) {
+      if (parameter.trimmed && trimStarItem(arg.value) !== arg.value) {
         throw conditionError(`${label} must not start or end with white space`, arg.start);
       }
       return { kind: 'string', value: arg.value, ...span };

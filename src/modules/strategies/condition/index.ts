@@ -40,7 +40,6 @@ export {
   type ConditionOutcome,
   type ConditionUser,
   evaluateCondition,
-  hasStarred,
 } from './evaluator.js';
 export { normalize as normalizeCondition, quoteConditionString } from './printer.js';
 export {

@@ -1,5 +1,5 @@
+import { STAR_ITEM_WHITESPACE } from '../../users/starred-projects.js';
 import type { ConditionAst, ConditionNode } from './ast.js';
-import { STAR_ITEM_WHITESPACE } from './evaluator.js';
 
 /**
  * SQL translation of a condition (SPEC §3, "scans must be fast"): a three-valued partial evaluation
