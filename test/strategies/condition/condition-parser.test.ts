@@ -378,6 +378,24 @@ describe('condition language: limits', () => {
     expect(error.position).toBe(MAX_CONDITION_LENGTH);
   });
 
+  it('refuses an expression whose normalized form is longer than the limit (what it accepts, it can print)', () => {
+    // `"a",` is 4 characters and prints as `"a", ` (5): the text fits, its normalized form does not.
+    const ids = (count: number) => `match-user(${Array.from({ length: count }, () => '"a"').join(',')})`;
+    const fits = ids(798);
+    const parsed = parseCondition(fits, SHANGHAI);
+    if (!parsed.ok) throw parsed.error;
+    expect(parsed.normalized.length).toBeLessThanOrEqual(MAX_CONDITION_LENGTH);
+    expect(parseCondition(parsed.normalized, SHANGHAI)).toMatchObject({ ok: true, normalized: parsed.normalized });
+
+    const text = ids(800);
+    expect(text.length).toBeLessThanOrEqual(MAX_CONDITION_LENGTH);
+    const error = parseError(text);
+    expect(error.message).toBe(
+      `The expression is too long in its normalized form: 4010 characters, at most ${MAX_CONDITION_LENGTH} are allowed at position ${text.length}`,
+    );
+    expect(error.position).toBe(text.length);
+  });
+
   const tooDeep = `The expression is nested too deeply (more than ${MAX_CONDITION_DEPTH} levels)`;
 
   it(`accepts ${MAX_CONDITION_DEPTH} levels of calls and refuses one more at the call that is too deep`, () => {

@@ -3,7 +3,7 @@
  * for one user, and translate to SQL for scans. Pure code: no GraphQL, no database access of its own.
  */
 import type { ConditionAst } from './ast.js';
-import { ConditionError, invalidConditionError } from './condition.errors.js';
+import { ConditionError, conditionError, invalidConditionError, MAX_CONDITION_LENGTH } from './condition.errors.js';
 import { parseConditionText } from './parser.js';
 import { normalize } from './printer.js';
 
@@ -64,7 +64,16 @@ export type ParsedCondition =
 export function parseCondition(text: string, timeZone: string): ParsedCondition {
   try {
     const ast = parseConditionText(text, timeZone);
-    return { ok: true, ast, normalized: normalize(ast) };
+    const normalized = normalize(ast);
+    // The canonical form adds ", " between arguments and `not(…)`: a long text can print longer than
+    // the limit, and a client that saves what validateCondition answered would then be refused.
+    if (normalized.length > MAX_CONDITION_LENGTH) {
+      throw conditionError(
+        `The expression is too long in its normalized form: ${normalized.length} characters, at most ${MAX_CONDITION_LENGTH} are allowed`,
+        text.length,
+      );
+    }
+    return { ok: true, ast, normalized };
   } catch (error) {
     if (error instanceof ConditionError) return { ok: false, error };
     throw error;
