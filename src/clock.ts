@@ -86,10 +86,16 @@ function offsetAt(instant: Date, timeZone: string): number {
   return asUtc - Math.floor(instant.getTime() / 1000) * 1000;
 }
 
+const DAY_MS = 86_400_000;
+
 /**
  * The instant at which the wall clock in `timeZone` shows the given time. Month and day may
  * overflow (month 13, day 0) the way Date.UTC allows, which makes "last day of next month" simple.
- * In a DST gap the later offset wins; in an overlap the earlier instant.
+ * Resolved as Temporal's "compatible" disambiguation: in an overlap (clocks set back) the earlier of
+ * the two instants; in a gap (clocks set forward: the wall time never happens) the time moved
+ * forward by the gap's length — e.g. midnight on a day whose clocks jump 00:00 → 01:00 is 01:00 that
+ * day, never 23:00 the day before. Offsets are read a day either side: zones change them at most
+ * once in that span.
  */
 export function zonedTimeToInstant(
   timeZone: string,
@@ -101,10 +107,15 @@ export function zonedTimeToInstant(
   second = 0,
 ): Date {
   const wall = Date.UTC(year, month - 1, day, hour, minute, second);
-  let guess = wall - offsetAt(new Date(wall), timeZone);
-  // A second pass settles instants near an offset change.
-  guess = wall - offsetAt(new Date(guess), timeZone);
-  return new Date(guess);
+  const offsetBefore = offsetAt(new Date(wall - DAY_MS), timeZone);
+  const offsetAfter = offsetAt(new Date(wall + DAY_MS), timeZone);
+  // An offset is right for the wall time when the instant it gives shows that wall time.
+  const candidates = [...new Set([offsetBefore, offsetAfter])]
+    .map((offset) => wall - offset)
+    .filter((instant) => instant + offsetAt(new Date(instant), timeZone) === wall);
+  if (candidates.length > 0) return new Date(Math.min(...candidates));
+  // In the gap: the offset from before the change, which lands as far past the gap as the wall time was into it.
+  return new Date(wall - offsetBefore);
 }
 
 const pad = (value: number, width = 2) => String(value).padStart(width, '0');

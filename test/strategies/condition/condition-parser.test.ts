@@ -273,8 +273,10 @@ describe('condition language: timestamps', () => {
     ['2024-02-29 23:59:59', SHANGHAI, '2024-02-29T15:59:59.000Z'],
     ['2025-01-15', NEW_YORK, '2025-01-15T05:00:00.000Z'],
     ['2025-07-01 12:00:00', NEW_YORK, '2025-07-01T16:00:00.000Z'],
-    // A wall time in the spring-forward gap takes the later offset; in the autumn overlap the earlier instant.
-    ['2025-03-09 02:30:00', NEW_YORK, '2025-03-09T06:30:00.000Z'],
+    // A wall time in the spring-forward gap moves forward by the gap (02:30 → 03:30 EDT); in the autumn
+    // overlap the earlier instant. A date whose midnight is skipped starts when the day does (01:00).
+    ['2025-03-09 02:30:00', NEW_YORK, '2025-03-09T07:30:00.000Z'],
+    ['2024-09-08', 'America/Santiago', '2024-09-08T04:00:00.000Z'],
     ['2025-11-02 01:30:00', NEW_YORK, '2025-11-02T05:30:00.000Z'],
     // With an offset: the zone does not matter.
     ['2025-01-01T08:00:00+08:00', SHANGHAI, '2025-01-01T00:00:00.000Z'],

@@ -4,8 +4,9 @@ import { zonedTimeToInstant } from '../../../clock.js';
  * Timestamps in conditions (SPEC §3): `YYYY-MM-DD HH:MM:SS` and `YYYY-MM-DD` are wall-clock times in
  * the configured zone (**Decision**: the old system read them as UTC); ISO-8601 with an offset
  * (`2025-01-01T08:00:00+08:00`, `…Z`, optional seconds and up to 3 fraction digits) names an instant.
- * Dates are checked against the calendar (2025-02-30 is refused). In a daylight-saving gap the wall
- * time is read with the later offset (as zonedTimeToInstant does).
+ * Dates are checked against the calendar (2025-02-30 is refused). A wall time that a daylight-saving
+ * change skips is moved forward by the gap, and one it repeats is the earlier instant (as
+ * zonedTimeToInstant does): "2024-09-08" in America/Santiago is 01:00 that day, when the day begins.
  */
 export type TimestampReading = { ok: true; instant: Date } | { ok: false; problem: string };
 
