@@ -78,6 +78,15 @@ async function main(): Promise<void> {
       'AUTH_VERIFY=false: tokens are decoded, not verified. Only run like this behind a gateway that verifies them.',
     );
   }
+  // The simulators serve the embedded demo set-up only. Beside a real database a forgotten (or
+  // misspelt) URL would otherwise start one quietly: grants told to counters nothing keeps, lost at
+  // the next restart, while the real gateway never hears of them.
+  if (baseConfig.gateway.url === null && !baseConfig.embeddedDatabase) {
+    fail(
+      'configuration error: AIGATEWAY_URL is required with DATABASE_URL ' +
+        '(the built-in gateway simulator serves only the embedded demo set-up)',
+    );
+  }
   if (baseConfig.hr.enabled && baseConfig.hr.employeesUrl === null && !baseConfig.embeddedDatabase) {
     fail(
       'configuration error: HR_SYNC_ENABLED=true needs HR_EMPLOYEES_URL and HR_DEPARTMENTS_URL with DATABASE_URL ' +

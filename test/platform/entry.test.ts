@@ -264,4 +264,16 @@ describe('npm start in embedded mode', () => {
     expect(server.output().stderr).toMatch(/HR_SYNC_ENABLED=true needs HR_EMPLOYEES_URL/);
     expect(server.output().stdout).not.toMatch(/HR system: built-in simulator/);
   }, 60_000);
+
+  it('refuses to start with a real database and no AIGATEWAY_URL (no gateway simulator in production)', async () => {
+    const server = startServer({
+      PORT: String(await freePort()),
+      DATABASE_URL: 'postgres://nobody@127.0.0.1:1/none',
+      AUTH_JWT_SECRET: 'entry-test-secret-that-is-32-bytes-long',
+      VOUCHER_SIGNING_KEY: 'entry-test-voucher-key-32-bytes-long!!',
+    });
+    expect(await server.exit).toBe(1);
+    expect(server.output().stderr).toMatch(/AIGATEWAY_URL is required with DATABASE_URL/);
+    expect(server.output().stdout).not.toMatch(/AI gateway: built-in simulator/);
+  }, 60_000);
 });
