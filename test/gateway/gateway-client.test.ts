@@ -504,6 +504,14 @@ describe('GatewayClient health and metrics hooks', () => {
     simulator.setFault('getQuotaCheck', { kind: 'status', status: 400 });
     await failureOf(client.getQuotaCheck('E1'));
     expect(client.lastProbeOk).toBe(true);
+    // But not one refusing our admin key: every call will fail until the configuration is mended.
+    simulator.clearFaults();
+    const wrongKey = makeClient({ authValue: 'not-the-admin-key' });
+    expect(await wrongKey.probe()).toBe(false);
+    expect(wrongKey.lastProbeOk).toBe(false);
+    simulator.setFault('getQuotaCheck', { kind: 'status', status: 403 });
+    await failureOf(client.getQuotaCheck('E1'));
+    expect(client.lastProbeOk).toBe(false);
 
     const unreachable = makeClient({ baseUrl: `http://127.0.0.1:${await closedPort()}` });
     expect(await unreachable.probe()).toBe(false);

@@ -112,8 +112,9 @@ export class GatewayClient {
 
   /**
    * Whether the gateway answered the most recent call or probe that ended — a refusal it sent (4xx,
-   * `success: false`) counts, since it says nothing about reachability; no answer or a 5xx does not.
-   * What the `health` query reports. False before any call.
+   * `success: false`) counts, since it says nothing about reachability; no answer, a 5xx, or a 401/403
+   * (our admin key is refused: every call will fail) does not. What the `health` query reports.
+   * False before any call.
    */
   get lastProbeOk(): boolean {
     return this.reachable;
@@ -271,7 +272,7 @@ export class GatewayClient {
         'AI gateway call failed',
       );
       if (!retrying) {
-        this.finish(call, 'error', started, failure.status !== undefined && failure.status < 500);
+        this.finish(call, 'error', started, answeredUsably(failure.status));
         const after = attempt > 1 ? ` (after ${attempt} attempts)` : '';
         throw new GatewayError(
           `AI gateway ${call.operation} failed: ${failure.reason}${after}`,
@@ -375,6 +376,15 @@ export class GatewayClient {
       // Metrics must never turn a gateway success into a failure.
     }
   }
+}
+
+/**
+ * Whether a failed call still shows a gateway this client can use: it answered, and neither with a 5xx
+ * (down or failing) nor with 401/403 — the admin key is wrong or missing, so nothing we send will work,
+ * a misconfiguration /health must show rather than report the gateway as up.
+ */
+function answeredUsably(status: number | undefined): boolean {
+  return status !== undefined && status < 500 && status !== 401 && status !== 403;
 }
 
 /** got's own errors carry the request options (with the admin header), so the cause is a clean copy. */
