@@ -95,6 +95,35 @@ async function main(): Promise<void> {
   }
   await ensurePortFree(baseConfig.port, baseConfig.host);
 
+  // Signals are handled from here on: one during start-up (initdb, PostgreSQL starting, migrations)
+  // lets the step in progress end, then stops what has started — killed mid-way, the process would
+  // leave its embedded PostgreSQL running. A second signal exits at once.
+  const started: { runtime: EmbeddedRuntime | null; app: RunningApp | null } = { runtime: null, app: null };
+  let stopSignal: string | null = null;
+  const shutdown = async () => {
+    logger.info({ signal: stopSignal }, 'shutting down');
+    try {
+      await started.app?.stop();
+      await started.runtime?.stop();
+      logger.info('stopped');
+      process.exit(0);
+    } catch (error) {
+      logger.error({ err: error }, 'shutdown failed');
+      process.exit(1);
+    }
+  };
+  const onSignal = (signal: string) => {
+    if (stopSignal !== null) {
+      logger.warn({ signal }, 'second signal: exiting at once');
+      process.exit(1);
+    }
+    stopSignal = signal;
+    if (started.app) void shutdown();
+    else logger.info({ signal }, 'signal during start-up: stopping once the step in progress ends');
+  };
+  process.on('SIGINT', () => onSignal('SIGINT'));
+  process.on('SIGTERM', () => onSignal('SIGTERM'));
+
   let runtime: EmbeddedRuntime;
   try {
     runtime = await prepareEmbeddedRuntime(baseConfig, logger);
@@ -102,6 +131,8 @@ async function main(): Promise<void> {
     if (error instanceof DataDirectoryInUseError) fail(error.message);
     throw error;
   }
+  started.runtime = runtime;
+  if (stopSignal !== null) return shutdown();
 
   let app: RunningApp;
   try {
@@ -110,29 +141,9 @@ async function main(): Promise<void> {
     await runtime.stop();
     throw error;
   }
+  started.app = app;
   logger.info({ url: app.url }, 'listening');
-
-  let stopping = false;
-  const shutdown = async (signal: string) => {
-    if (stopping) {
-      logger.warn({ signal }, 'second signal: exiting at once');
-      process.exit(1);
-    }
-    stopping = true;
-    logger.info({ signal }, 'shutting down');
-    try {
-      await app.stop();
-      await runtime.stop();
-      logger.info('stopped');
-      process.exit(0);
-    } catch (error) {
-      logger.error({ err: error }, 'shutdown failed');
-      process.exit(1);
-    }
-  };
-  // Before the banner: a signal in the moment after listening must drain too, not kill the process.
-  process.on('SIGINT', () => void shutdown('SIGINT'));
-  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  if (stopSignal !== null) return shutdown();
   await printBanner(app, runtime);
 }
 

@@ -54,7 +54,8 @@ export async function freePort(host = '127.0.0.1'): Promise<number> {
   });
 }
 
-function processAlive(pid: number): boolean {
+/** Whether a process with this pid exists (EPERM: it does, under another user). */
+export function processAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
@@ -72,6 +73,17 @@ async function waitUntilDead(pid: number, timeoutMs: number): Promise<boolean> {
   return !processAlive(pid);
 }
 
+/** How long a stop waits for the postmaster to exit (a fast shutdown takes well under a second). */
+const POSTMASTER_STOP_TIMEOUT_MS = 30_000;
+
+/** The pid PostgreSQL wrote in its data directory (first line of postmaster.pid), if any. */
+async function readPostmasterPid(pgDir: string): Promise<number | null> {
+  const file = path.join(pgDir, 'postmaster.pid');
+  if (!existsSync(file)) return null;
+  const pid = Number((await readFile(file, 'utf8')).split('\n')[0]);
+  return Number.isInteger(pid) && pid > 0 ? pid : null;
+}
+
 /**
  * Claims the data directory for this process. Another live server on it is a clear error; a
  * postgres left behind by a server that died (kill -9) is stopped so that this start can go on.
@@ -86,15 +98,12 @@ async function claimDataDirectory(root: string, pgDir: string, logger: Logger): 
       );
     }
   }
-  const postmasterFile = path.join(pgDir, 'postmaster.pid');
-  if (existsSync(postmasterFile)) {
-    const orphan = Number((await readFile(postmasterFile, 'utf8')).split('\n')[0]);
-    if (Number.isInteger(orphan) && processAlive(orphan)) {
-      logger.warn({ pid: orphan }, 'stopping a PostgreSQL left behind by a server that did not shut down');
-      process.kill(orphan, 'SIGINT');
-      if (!(await waitUntilDead(orphan, 10_000))) {
-        throw new DataDirectoryInUseError(`PostgreSQL (pid ${orphan}) still runs on ${pgDir}; stop it first`);
-      }
+  const orphan = await readPostmasterPid(pgDir);
+  if (orphan !== null && processAlive(orphan)) {
+    logger.warn({ pid: orphan }, 'stopping a PostgreSQL left behind by a server that did not shut down');
+    process.kill(orphan, 'SIGINT');
+    if (!(await waitUntilDead(orphan, 10_000))) {
+      throw new DataDirectoryInUseError(`PostgreSQL (pid ${orphan}) still runs on ${pgDir}; stop it first`);
     }
   }
   await writeFile(ownerFile, String(process.pid));
@@ -156,6 +165,7 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
     );
   }
 
+  const postmaster = await readPostmasterPid(pgDir);
   let stopped = false;
   return {
     url: `postgres://postgres:${password}@127.0.0.1:${port}/postgres`,
@@ -163,7 +173,15 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
     async stop() {
       if (stopped) return;
       stopped = true;
-      await postgres.stop();
+      // The library's stop waits for an `exit` event of its child; a postmaster that already died
+      // (killed, crashed) sent it long ago, so that wait never ends — the process would then exit
+      // mid-shutdown, leaving server.pid behind. Done as soon as the postmaster is gone, either way.
+      const stopping = postgres.stop();
+      const gone =
+        postmaster === null
+          ? await stopping.then(() => true)
+          : await Promise.race([stopping.then(() => true), waitUntilDead(postmaster, POSTMASTER_STOP_TIMEOUT_MS)]);
+      if (!gone) options.logger.warn({ pid: postmaster }, 'the embedded PostgreSQL did not stop in time');
       await rm(path.join(root, 'server.pid'), { force: true });
       if (!options.persistent) await rm(root, { recursive: true, force: true });
     },

@@ -1,10 +1,12 @@
 import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freePort } from '../../src/db/embedded-postgres.js';
+import { freePort, processAlive } from '../../src/db/embedded-postgres.js';
+import { until } from '../support/until.js';
 
 /**
  * The real entry point in embedded mode (SPEC §1, §9, §10): nothing configured, so it starts its own
@@ -276,4 +278,33 @@ describe('npm start in embedded mode', () => {
     expect(server.output().stderr).toMatch(/AIGATEWAY_URL is required with DATABASE_URL/);
     expect(server.output().stdout).not.toMatch(/AI gateway: built-in simulator/);
   }, 60_000);
+
+  it('a SIGTERM while PostgreSQL is still starting stops it too, and exits 0', async () => {
+    const dataDir = '.data-early-stop';
+    const postmasterFile = path.join(cwd, dataDir, 'pg', 'postmaster.pid');
+    const server = startServer({ PORT: String(await freePort()), DATA_DIR: dataDir });
+    await until('the embedded PostgreSQL to start', () => existsSync(postmasterFile), 60_000);
+    const postmaster = Number((await readFile(postmasterFile, 'utf8')).split('\n')[0]);
+    server.child.kill('SIGTERM');
+
+    expect(await server.exit).toBe(0);
+    const lines = logLines(server.output().stdout);
+    expect(lines.some((line) => line.msg.startsWith('signal during start-up'))).toBe(true);
+    expect(lines.at(-1)?.msg).toBe('stopped');
+    expect(processAlive(postmaster)).toBe(false);
+    expect(existsSync(path.join(cwd, dataDir, 'server.pid'))).toBe(false);
+  }, 90_000);
+
+  it('shuts down cleanly after its PostgreSQL died: "stopped", exit 0, the data directory released', async () => {
+    const dataDir = '.data-dead-postgres';
+    const server = startServer({ PORT: String(await freePort()), DATA_DIR: dataDir });
+    await waitForBanner(server);
+    const postmaster = Number((await readFile(path.join(cwd, dataDir, 'pg', 'postmaster.pid'), 'utf8')).split('\n')[0]);
+    process.kill(postmaster, 'SIGINT');
+    await until('PostgreSQL to exit', () => !processAlive(postmaster), 30_000);
+
+    expect(await stopServer(server)).toBe(0);
+    expect(logLines(server.output().stdout).at(-1)?.msg).toBe('stopped');
+    expect(existsSync(path.join(cwd, dataDir, 'server.pid'))).toBe(false);
+  }, 90_000);
 });
