@@ -19,6 +19,7 @@ import { errorCode, type GraphqlResponse, startTestApp, type TestApp } from '../
 
 const clock = testClock('2026-11-15T04:00:00Z');
 const DEC = '2026-12-31T15:59:59.000Z';
+const JAN = '2027-01-31T15:59:59.000Z';
 const HOUR = 3_600_000;
 
 const TRANSFER_OUT = `mutation($input: TransferOutInput!, $key: String) {
@@ -63,16 +64,37 @@ async function pair(): Promise<{ giver: string; receiver: string; giverToken: st
   return { giver, receiver, giverToken: await app.token({ userId: giver }) };
 }
 
-function transferOut(token: string, receiverId: string, amount: number, key?: string): Promise<TransferOutResponse> {
-  return app.gql(TRANSFER_OUT, { input: { receiverId, items: [{ amount, expiryDate: DEC }] }, key }, { token });
+function transferOut(
+  token: string,
+  receiverId: string,
+  amount: number,
+  key?: string,
+  expiryDate = DEC,
+): Promise<TransferOutResponse> {
+  return app.gql(TRANSFER_OUT, { input: { receiverId, items: [{ amount, expiryDate }] }, key }, { token });
 }
 
-function deduct(userId: string, amount: number, key?: string, reason = 'correction'): Promise<DeductResponse> {
-  return app.gql(DEDUCT, { input: { userId, amount, reason }, key }, { token: app.adminToken });
+function deduct(
+  userId: string,
+  amount: number,
+  key?: string,
+  reason = 'correction',
+  reference?: string,
+): Promise<DeductResponse> {
+  return app.gql(DEDUCT, { input: { userId, amount, reason, reference }, key }, { token: app.adminToken });
 }
 
 async function transferOutAudits(userId: string): Promise<number> {
   return (await auditsOf(app, userId)).filter((audit) => audit.operation === 'TRANSFER_OUT').length;
+}
+
+async function deductAudits(userId: string): Promise<number> {
+  return (await auditsOf(app, userId)).filter((audit) => audit.operation === 'DEDUCT').length;
+}
+
+async function runsOfType(type: string): Promise<number> {
+  const rows = await em(app).execute<{ n: string }[]>('select count(*) as n from job_run where type = ?', [type]);
+  return Number(rows[0]!.n);
 }
 
 async function keyRows(operation: string): Promise<number> {
@@ -134,6 +156,34 @@ describe('transferOut with an idempotencyKey', () => {
     expect((await transferOut(s.giverToken, s.receiver, 10, 'k-2')).errors).toBeUndefined();
     const batches = await batchesOf(app, s.giver);
     const other = await transferOut(s.giverToken, s.receiver, 11, 'k-2');
+    expect(errorCode(other)).toBe('CONFLICT');
+    expect(other.errors![0]!.message).toContain('other arguments');
+    expect(await batchesOf(app, s.giver)).toEqual(batches);
+    expect(await transferOutAudits(s.giver)).toBe(1);
+  });
+
+  it('refuses the key with another receiver (CONFLICT) and changes nothing', async () => {
+    const s = await pair();
+    serial += 1;
+    const otherReceiver = `idem-other-receiver-${serial}`;
+    await addDirectoryUsers(app, [{ id: otherReceiver }]);
+    expect((await transferOut(s.giverToken, s.receiver, 10, 'k-receiver')).errors).toBeUndefined();
+    const batches = await batchesOf(app, s.giver);
+    // Would transfer without the key: the receiver exists and the giver has the quota.
+    const other = await transferOut(s.giverToken, otherReceiver, 10, 'k-receiver');
+    expect(errorCode(other)).toBe('CONFLICT');
+    expect(other.errors![0]!.message).toContain('other arguments');
+    expect(await batchesOf(app, s.giver)).toEqual(batches);
+    expect(await transferOutAudits(s.giver)).toBe(1);
+  });
+
+  it('refuses the key with another expiryDate (CONFLICT) and changes nothing', async () => {
+    const s = await pair();
+    await grant(app, s.giver, 100, JAN);
+    expect((await transferOut(s.giverToken, s.receiver, 10, 'k-expiry')).errors).toBeUndefined();
+    const batches = await batchesOf(app, s.giver);
+    // Would transfer without the key: the giver has a batch expiring then.
+    const other = await transferOut(s.giverToken, s.receiver, 10, 'k-expiry', JAN);
     expect(errorCode(other)).toBe('CONFLICT');
     expect(other.errors![0]!.message).toContain('other arguments');
     expect(await batchesOf(app, s.giver)).toEqual(batches);
@@ -217,6 +267,20 @@ describe('deductQuota with an idempotencyKey', () => {
     expect(errorCode(await deduct(s.giver, 25, 'd-1', 'another reason'))).toBe('CONFLICT');
     expect((await batchesOf(app, s.giver)).map((batch) => batch.amount)).toEqual([75]);
     expect((await auditsOf(app, s.giver)).filter((audit) => audit.operation === 'DEDUCT')).toHaveLength(1);
+  });
+
+  it('refuses the key with another reference (CONFLICT) and deducts nothing more', async () => {
+    const s = await pair();
+    expect((await deduct(s.giver, 25, 'd-ref', 'correction', 'ref-a')).errors).toBeUndefined();
+    const batches = await batchesOf(app, s.giver);
+    // Would deduct without the key: ref-b is a reference not used before.
+    const other = await deduct(s.giver, 25, 'd-ref', 'correction', 'ref-b');
+    expect(errorCode(other)).toBe('CONFLICT');
+    expect(other.errors![0]!.message).toContain('other arguments');
+    // Nor may the reference be dropped under the same key.
+    expect(errorCode(await deduct(s.giver, 25, 'd-ref'))).toBe('CONFLICT');
+    expect(await batchesOf(app, s.giver)).toEqual(batches);
+    expect(await deductAudits(s.giver)).toBe(1);
   });
 
   it('racing calls with one key for one user deduct once; for two users one wins, the other is CONFLICT', async () => {
@@ -308,6 +372,28 @@ describe('runStrategy and triggerScan with an idempotencyKey', () => {
     );
     expect(fresh.data!.triggerScan.id).not.toBe(runId);
     await waitForRun(app, fresh.data!.triggerScan.id);
+  });
+});
+
+describe('one key on two operations', () => {
+  it('keeps keys apart per operation: the key of a triggerScan does not answer (or refuse) a deductQuota', async () => {
+    const s = await pair();
+    const runsBefore = await runsOfType('SYNC_QUOTAS');
+    const scan = await app.gql<{ triggerScan: { id: string } }>(
+      TRIGGER_SCAN,
+      { type: 'SYNC_QUOTAS', key: 'shared' },
+      { token: app.adminToken },
+    );
+    expect(scan.errors).toBeUndefined();
+    await waitForRun(app, scan.data!.triggerScan.id);
+    expect(await runsOfType('SYNC_QUOTAS')).toBe(runsBefore + 1);
+
+    const deduction = await deduct(s.giver, 5, 'shared');
+    expect(deduction.errors).toBeUndefined();
+    expect(deduction.data!.deductQuota).toMatchObject({ userId: s.giver, amount: -5 });
+    expect(await deductAudits(s.giver)).toBe(1);
+    expect((await batchesOf(app, s.giver)).map((batch) => batch.amount)).toEqual([95]);
+    expect(await runsOfType('SYNC_QUOTAS')).toBe(runsBefore + 1);
   });
 });
 
