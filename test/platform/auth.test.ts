@@ -261,18 +261,29 @@ describe('HS256 with AUTH_JWT_SECRET', () => {
 
     it('remembers only verified tokens: a forged one is refused every time and never kept', async () => {
       const verifier = new TokenVerifier(hsApp.config.auth);
+      // With an expiry, so that only the signature can be what refuses it (without one it would be
+      // refused for the missing exp claim even if signatures were never checked).
       const forged = await new SignJWT({ universal_id: 'forger' })
         .setProtectedHeader({ alg: 'HS256' })
+        .setExpirationTime('1h')
         .sign(new TextEncoder().encode('another-secret-that-is-also-32-bytes-long'));
       for (let attempt = 0; attempt < 2; attempt++) {
-        expect(await verifier.authenticate(`Bearer ${forged}`)).toMatchObject({ kind: 'refused' });
+        expect(await verifier.authenticate(`Bearer ${forged}`)).toEqual({
+          kind: 'refused',
+          reason: 'the token signature is invalid',
+        });
       }
       expect(verifier.rememberedTokens).toBe(0);
-      // A valid token with the forged token's payload but a flipped signature character is another text.
+      // A remembered valid token with one signature character changed is another text, checked afresh.
+      // The second-to-last character is all signature bits (the last one carries padding bits too).
       const valid = await tokenExpiringIn(600);
-      await verifier.authenticate(`Bearer ${valid}`);
-      const flipped = `${valid.slice(0, -2)}${valid.endsWith('A') ? 'B' : 'A'}${valid.slice(-1)}`;
-      expect(await verifier.authenticate(`Bearer ${flipped}`)).toMatchObject({ kind: 'refused' });
+      expect(await verifier.authenticate(`Bearer ${valid}`)).toMatchObject({ kind: 'viewer' });
+      const flipped = `${valid.slice(0, -2)}${valid.at(-2) === 'A' ? 'B' : 'A'}${valid.slice(-1)}`;
+      expect(flipped).not.toBe(valid);
+      expect(await verifier.authenticate(`Bearer ${flipped}`)).toEqual({
+        kind: 'refused',
+        reason: 'the token signature is invalid',
+      });
     });
 
     it('keeps at most 10,000 tokens, dropping the oldest', async () => {
