@@ -117,6 +117,7 @@ export async function startApp(options: StartAppOptions): Promise<RunningApp> {
     closers.push(async () => gateway.close());
 
     const directory = new UserDirectory(directoryOrm, !config.authDatabaseUrl);
+    await directory.assertReadable();
     const employees = new EmployeeDirectory(config, directory);
     const hrClient = new HrClient({ timeoutMs: config.hr.timeoutMs }, logger.child({ component: 'hr-client' }));
     closers.push(async () => hrClient.close());

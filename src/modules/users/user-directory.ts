@@ -39,6 +39,24 @@ export class UserDirectory {
     return rows[0]?.data_type === 'uuid';
   }
 
+  /**
+   * Checked at start: the table and every column we read (the entity's) are there. A directory database
+   * without them (a wrong AUTH_DATABASE_URL) would otherwise start, answer /ready, and fail every
+   * request that looks a user up with INTERNAL_SERVER_ERROR.
+   */
+  async assertReadable(): Promise<void> {
+    const columns = this.orm
+      .getMetadata()
+      .get(AuthUser)
+      .props.flatMap((property) => property.fieldNames);
+    try {
+      await this.em().execute(`select ${columns.map((column) => `"${column}"`).join(', ')} from auth_users limit 0`);
+    } catch (error) {
+      const reason = error instanceof Error ? error.message.split('\n').at(-1)?.trim() : String(error);
+      throw new Error(`the user directory (auth_users, SPEC §2) cannot be read: ${reason}`, { cause: error });
+    }
+  }
+
   /** A fresh EntityManager on the directory's database. */
   em(): EntityManager {
     return this.orm.em.fork({ clear: true });
