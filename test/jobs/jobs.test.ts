@@ -174,6 +174,9 @@ describe('triggerScan, jobRun, jobRuns', () => {
     expect(app.simulator.getUser('drifted').total).toBe(1000);
     const expiry = await finished((await trigger('EXPIRE_QUOTAS')).id);
     expect(expiry).toMatchObject({ status: 'SUCCEEDED', failed: 0 });
+    // Every user with a VALID batch ('drifted' among them) is walked, and the run reports each one.
+    expect(expiry.processed).toBeGreaterThanOrEqual(1);
+    expect(expiry.succeeded).toBe(expiry.processed);
     await assertLedgerInvariants(app.app.services.orm.em.fork(), app.simulator);
   });
 

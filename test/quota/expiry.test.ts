@@ -180,10 +180,14 @@ describe('monthly expiry: boundaries, chunks, progress', () => {
     );
     clock.set(RUN_TIME);
     const seen = { processed: 0, succeeded: 0, failed: 0 };
+    // Users whose gateway used had been asked for when the first user was reported.
+    let askedAtFirstReport: number | null = null;
+    app.simulator.clearCalls();
     const result = await runExpiry({
       chunkSize: 2,
       progress: {
         processed: (n = 1) => {
+          askedAtFirstReport ??= app.simulator.calls({ route: 'getUsed' }).length;
           seen.processed += n;
         },
         succeeded: (n = 1) => {
@@ -196,6 +200,12 @@ describe('monthly expiry: boundaries, chunks, progress', () => {
     });
     expect(result.processed).toBe(Number(count!.n));
     expect(seen).toEqual({ processed: result.processed, succeeded: result.succeeded, failed: result.failed });
+    // In one chunk every user's used would be read before anyone is reported. In chunks of 2 the first
+    // chunk is reported when at most it and the next one (read ahead) have been asked: 4 of 5 or more.
+    expect(app.simulator.calls({ route: 'getUsed' })).toHaveLength(result.processed);
+    expect(askedAtFirstReport).toBeGreaterThanOrEqual(2);
+    expect(askedAtFirstReport).toBeLessThanOrEqual(4);
+    expect(askedAtFirstReport).toBeLessThan(result.processed);
     // The 1 used is attributed to the expired batch: the valid 5 stays whole.
     for (const id of ['chunk-a', 'chunk-e']) expect(app.simulator.getUser(id)).toEqual({ total: 500, used: 0 });
   });

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestApp, type TestApp } from '../support/app.js';
-import { em, grant, testClock } from './quota-support.js';
+import { checkInvariants, em, grant, testClock } from './quota-support.js';
 
 /**
  * When a ledger transaction rolls back after the gateway total was (maybe) written, the ledger
@@ -33,8 +33,15 @@ describe('ledger repair after a rollback', () => {
       }),
     ).rejects.toMatchObject({ code: 'GATEWAY_UNAVAILABLE' });
 
-    // The change's own push, then exactly one repair push (each with its retries), no more.
-    expect(app.simulator.calls({ route: 'setTotal' }).length).toBeLessThanOrEqual(2 * attempts);
+    // The change's own push of the new Σ (150), then exactly one repair push of the committed Σ (100),
+    // each with its retries, no more. Every call was applied, so the gateway ends at the committed Σ.
+    const pushed = app.simulator.calls({ route: 'setTotal' }).map((call) => [call.params.user_id, call.params.quota]);
+    expect(pushed).toEqual([
+      ...Array.from({ length: attempts }, () => ['repair-user', '150']),
+      ...Array.from({ length: attempts }, () => ['repair-user', '100']),
+    ]);
     app.simulator.clearFaults();
+    expect(app.simulator.getUser('repair-user').total).toBe(10_000);
+    await checkInvariants(app);
   });
 });

@@ -409,7 +409,7 @@ describe('enable, disable, failures', () => {
 });
 
 describe('conditions filter in SQL', () => {
-  test('only matching users are granted, and SQL-decided users cost no gateway look-up', async () => {
+  test('only matching users are granted, and only users quota-le leaves open cost a gateway look-up', async () => {
     await addUsers(app, [
       {
         id: 'cond-a',
@@ -422,22 +422,45 @@ describe('conditions filter in SQL', () => {
       { id: 'cond-c', vip: 5, githubStar: 'openai.gpt-4', company: 'Globex', accessTime: '2026-06-01T00:00:00Z' },
       { id: 'cond-d', vip: 5, githubStar: null, company: null, createdAt: '2026-06-01T00:00:00Z' },
     ]);
+    // Remaining quota (total − used) at the gateway: cond-a and cond-c none, cond-b and cond-d some. The
+    // grants of earlier cases raise the totals, so `used` is set again before each case.
+    const setRemaining = () => {
+      for (const id of ['cond-a', 'cond-c']) app.simulator.setUser(id, { used: app.simulator.getUser(id).total });
+      for (const id of ['cond-b', 'cond-d']) app.simulator.setUser(id, { used: 0 });
+    };
     const scope = 'match-user("cond-a", "cond-b", "cond-c", "cond-d")';
-    const cases: [string, string[]][] = [
-      ['is-vip(3)', ['cond-a', 'cond-c', 'cond-d']],
-      ['github-star("openai.gpt-4")', ['cond-a', 'cond-c']],
-      ['belong-to("Acme", "Initech")', ['cond-a', 'cond-b']],
-      ['register-before("2025-01-01")', ['cond-a', 'cond-b']],
-      ['access-after("2026-01-01 00:00:00")', ['cond-c']],
-      ['not(or(is-vip(5), belong-to("Acme")))', []],
-      ['and(is-vip(1), not(github-star("zgsm-ai.zgsm")))', ['cond-c', 'cond-d']],
+    // [condition, users granted, users whose gateway total is read]. Only quota-le reads the gateway
+    // (condition-context.ts), so the look-ups are exactly the users the rest of the condition leaves open.
+    const cases: [string, string[], string[]][] = [
+      ['is-vip(3)', ['cond-a', 'cond-c', 'cond-d'], []],
+      ['github-star("openai.gpt-4")', ['cond-a', 'cond-c'], []],
+      ['belong-to("Acme", "Initech")', ['cond-a', 'cond-b'], []],
+      ['register-before("2025-01-01")', ['cond-a', 'cond-b'], []],
+      ['access-after("2026-01-01 00:00:00")', ['cond-c'], []],
+      ['not(or(is-vip(5), belong-to("Acme")))', [], []],
+      ['and(is-vip(1), not(github-star("zgsm-ai.zgsm")))', ['cond-c', 'cond-d'], []],
+      // is-vip decides cond-a, cond-c, cond-d true: only cond-b is asked (quota left: not granted).
+      ['or(is-vip(3), quota-le("m", 0))', ['cond-a', 'cond-c', 'cond-d'], ['cond-b']],
+      // belong-to decides cond-c and cond-d false: only the Acme users are asked.
+      ['and(belong-to("Acme"), quota-le("m", 0))', ['cond-a'], ['cond-a', 'cond-b']],
+      // Decided both ways without the gateway: cond-a, cond-b true (registered early), cond-d false (no star).
+      [
+        'or(register-before("2025-01-01"), and(github-star("openai.gpt-4"), quota-le("m", 0)))',
+        ['cond-a', 'cond-b', 'cond-c'],
+        ['cond-c'],
+      ],
     ];
-    for (const [index, [condition, expected]] of cases.entries()) {
+    for (const [index, [condition, expected, asked]] of cases.entries()) {
+      setRemaining();
       app.simulator.clearCalls();
       const strategy = await createStrategy(app, { name: `cond-${index}`, condition: `and(${scope}, ${condition})` });
       await runAndWait(app, strategy.id);
-      expect([condition, Object.keys(await completedPerUser(app, strategy.id))]).toEqual([condition, expected]);
-      expect(app.simulator.calls({ route: 'getTotal' })).toHaveLength(0);
+      const lookedUp = app.simulator.calls({ route: 'getTotal' }).map((call) => call.params.user_id);
+      expect([condition, Object.keys(await completedPerUser(app, strategy.id)), lookedUp.sort()]).toEqual([
+        condition,
+        expected,
+        asked,
+      ]);
     }
     await checkInvariants(app);
   });

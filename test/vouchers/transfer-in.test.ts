@@ -296,6 +296,11 @@ describe('transferIn: second redemption and refusals', () => {
     const payload = codec.decode(code, clock.now());
     const forger = new VoucherCodec({ signingKey: 'a-forged-key-that-is-at-least-32-bytes' }, ZONE);
     const flipped = code.slice(0, 20) + (code[20] === 'A' ? 'B' : 'A') + code.slice(21);
+    // This very voucher, validly signed, with a giver_name that makes it 3073 bytes before base64url:
+    // 4098 characters, the shortest signed code over the 4096 limit (4097 is no base64url length).
+    const unpadded = Buffer.byteLength(codec.serialize({ ...payload, giverName: '' }), 'utf8') + '|'.length + 64;
+    const overLong = codec.encode({ ...payload, giverName: 'x'.repeat(3073 - unpadded) });
+    expect(overLong).toHaveLength(4098);
     const bad = [
       '',
       'hello world',
@@ -306,6 +311,7 @@ describe('transferIn: second redemption and refusals', () => {
       codec.encode({ ...payload, items: [{ amount: 1_000_000, expiryDate: new Date(MAY) }] }).slice(0, -1),
       codec.encode({ ...payload, timestamp: Math.floor(clock.now().getTime() / 1000) + 120 }),
       'A'.repeat(4097),
+      overLong,
       'A'.repeat(100_000),
     ];
     app.simulator.clearCalls();

@@ -37,6 +37,12 @@ function sign(json: string, key = KEY): string {
   return Buffer.from(`${json}|${hex}`, 'utf8').toString('base64url');
 }
 
+/** A giver_name that makes the vector's code exactly `bytes` long before base64url (JSON + "|" + 64 hex). */
+function paddedGiverName(bytes: number): string {
+  const unpadded = Buffer.byteLength(codec.serialize({ ...VECTOR_PAYLOAD, giverName: '' }), 'utf8') + 65;
+  return 'x'.repeat(bytes - unpadded);
+}
+
 function invalidReason(code: string, at: Date = NOW, using: VoucherCodec = codec): string {
   try {
     using.decode(code, at);
@@ -211,6 +217,18 @@ describe('voucher codec: refusals', () => {
   it('100 KB of input, and one character over the limit', () => {
     expect(invalidReason('A'.repeat(100_000))).toMatch(/longer than 4096/);
     expect(invalidReason(`${VECTOR_CODE}${'A'.repeat(MAX_VOUCHER_CODE_LENGTH)}`.slice(0, 4097))).toMatch(/longer/);
+  });
+
+  it('a signed code of exactly 4096 characters decodes; the same voucher one byte longer does not', () => {
+    // 4096 characters of unpadded base64url are 3072 bytes; 4097 is no such length, so one byte more
+    // (3073 bytes) is the shortest signed code over the limit: 4098 characters.
+    const longest = { ...VECTOR_PAYLOAD, giverName: paddedGiverName(3072) };
+    const code = codec.encode(longest);
+    expect(code).toHaveLength(MAX_VOUCHER_CODE_LENGTH);
+    expect(codec.decode(code, NOW)).toEqual(longest);
+    const over = codec.encode({ ...longest, giverName: `${longest.giverName}x` });
+    expect(over).toHaveLength(MAX_VOUCHER_CODE_LENGTH + 2);
+    expect(invalidReason(over)).toMatch(/longer than 4096/);
   });
 
   it('a timestamp in the future (beyond 60 s of skew)', () => {
