@@ -47,24 +47,23 @@ function syncWith(employees: typeof SMALL_EMPLOYEES) {
   return syncEmployees(hr, employees);
 }
 
+/** What the gateway was last told about an employee, per kind, and whether it may hold something else. */
 async function lastTold(key: string) {
-  const em = hr.em();
-  const [models] = await em.execute<{ notified_models: string | null }[]>(
-    'select notified_models from effective_permissions where employee_number = ?',
-    [key],
+  const rows = await hr.em().execute<{ kind: string; notified: string | boolean | null; uncertain: boolean }[]>(
+    `select 'MODEL' as kind, to_jsonb(notified_models) as notified, notified_uncertain as uncertain
+       from effective_permissions where employee_number = ?
+     union all select 'STAR_CHECK', to_jsonb(notified_enabled), notified_uncertain
+       from effective_star_check_settings where employee_number = ?
+     union all select 'QUOTA_CHECK', to_jsonb(notified_enabled), notified_uncertain
+       from effective_quota_check_settings where employee_number = ?`,
+    [key, key, key],
   );
-  const [starCheck] = await em.execute<{ notified_enabled: boolean | null }[]>(
-    'select notified_enabled from effective_star_check_settings where employee_number = ?',
-    [key],
-  );
-  const [quotaCheck] = await em.execute<{ notified_enabled: boolean | null }[]>(
-    'select notified_enabled from effective_quota_check_settings where employee_number = ?',
-    [key],
-  );
+  const of = (kind: string) => rows.find((row) => row.kind === kind);
   return {
-    models: models?.notified_models ?? null,
-    starCheck: starCheck?.notified_enabled ?? null,
-    quotaCheck: quotaCheck?.notified_enabled ?? null,
+    models: of('MODEL')?.notified ?? null,
+    starCheck: of('STAR_CHECK')?.notified ?? null,
+    quotaCheck: of('QUOTA_CHECK')?.notified ?? null,
+    uncertain: Object.fromEntries(rows.map((row) => [row.kind, row.uncertain])),
   };
 }
 
@@ -267,16 +266,6 @@ describe('pushes owed after a recompute (the employee sync backstop)', () => {
  * next recompute or sync pushes whatever the value is then — even a value equal to "last told".
  */
 describe('a push that failed ambiguously', () => {
-  async function uncertain(key: string) {
-    const rows = await hr.em().execute<{ kind: string; uncertain: boolean }[]>(
-      `select 'MODEL' as kind, notified_uncertain as uncertain from effective_permissions where employee_number = ?
-       union all select 'STAR_CHECK', notified_uncertain from effective_star_check_settings where employee_number = ?
-       union all select 'QUOTA_CHECK', notified_uncertain from effective_quota_check_settings where employee_number = ?`,
-      [key, key, key],
-    );
-    return Object.fromEntries(rows.map((row) => [row.kind, row.uncertain]));
-  }
-
   it('a whitelist set back to what the gateway was last told is pushed again', async () => {
     await api.whitelist({ user: { employeeNumber: 'E001' }, models: ['m1'] });
     expect(await lastTold('E001')).toMatchObject({ models: 'm1' });
@@ -285,7 +274,7 @@ describe('a push that failed ambiguously', () => {
     await api.whitelist({ user: { employeeNumber: 'E001' }, models: ['m1', 'm2'] });
     expect(hr.t.simulator.getEmployee('E001').models).toEqual(['m1', 'm2']);
     expect(await lastTold('E001')).toMatchObject({ models: 'm1' });
-    expect(await uncertain('E001')).toMatchObject({ MODEL: true });
+    expect((await lastTold('E001')).uncertain).toMatchObject({ MODEL: true });
     hr.t.simulator.clearFaults();
     hr.t.simulator.clearCalls();
 
@@ -293,7 +282,7 @@ describe('a push that failed ambiguously', () => {
 
     expect(modelPushes(hr.t.simulator)).toEqual([['E001', ['m1']]]);
     expect(hr.t.simulator.getEmployee('E001').models).toEqual(['m1']);
-    expect(await uncertain('E001')).toMatchObject({ MODEL: false });
+    expect((await lastTold('E001')).uncertain).toMatchObject({ MODEL: false });
     // Certain again: the same value once more sends nothing.
     hr.t.simulator.clearCalls();
     await api.whitelist({ user: { employeeNumber: 'E001' }, models: ['m1'] });
@@ -337,14 +326,14 @@ describe('a push that failed ambiguously', () => {
       gatewayNotified: true,
       pushedValue: ['m1'],
     });
-    expect(await uncertain('E001')).toMatchObject({ MODEL: false });
+    expect((await lastTold('E001')).uncertain).toMatchObject({ MODEL: false });
   });
 
   it('a refusal the gateway answered (nothing applied) leaves the record certain', async () => {
     await api.whitelist({ user: { employeeNumber: 'E001' }, models: ['m1'] });
     hr.t.simulator.setFault('setModels', { kind: 'status', status: 400 });
     await api.whitelist({ user: { employeeNumber: 'E001' }, models: ['m1', 'm2'] });
-    expect(await uncertain('E001')).toMatchObject({ MODEL: false });
+    expect((await lastTold('E001')).uncertain).toMatchObject({ MODEL: false });
     hr.t.simulator.clearFaults();
     hr.t.simulator.clearCalls();
     await api.whitelist({ user: { employeeNumber: 'E001' }, models: ['m1'] });

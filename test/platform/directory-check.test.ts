@@ -1,11 +1,10 @@
-import { MikroORM } from '@mikro-orm/postgresql';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startApp } from '../../src/app.js';
 import { loadConfig } from '../../src/config.js';
 import { silentLogger } from '../../src/logger.js';
 import { GatewaySimulator } from '../../src/modules/gateway/simulator/gateway-simulator.js';
 import { testEnv } from '../support/app.js';
-import { dropDatabase, uniqueDatabaseUrl } from '../support/database.js';
+import { dropDatabase, executeOn, uniqueDatabaseUrl } from '../support/database.js';
 
 /**
  * AUTH_DATABASE_URL names the login system's database (SPEC §2). One without a readable `auth_users`
@@ -29,17 +28,7 @@ afterAll(async () => {
 async function databaseWith(label: string, sql: string): Promise<string> {
   const url = uniqueDatabaseUrl(label);
   databases.push(url);
-  const orm = await MikroORM.init({
-    clientUrl: url,
-    entities: [],
-    discovery: { warnWhenNoEntities: false },
-    allowGlobalContext: true,
-  });
-  try {
-    await orm.em.getConnection().execute(sql);
-  } finally {
-    await orm.close(true);
-  }
+  await executeOn(url, sql);
   return url;
 }
 

@@ -1,7 +1,6 @@
-import { MikroORM } from '@mikro-orm/postgresql';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { startTestApp, type TestApp } from '../support/app.js';
-import { dropDatabase, uniqueDatabaseUrl } from '../support/database.js';
+import { dropDatabase, executeOn, uniqueDatabaseUrl } from '../support/database.js';
 import { addUsers, checkInvariants, completedPerUser, createStrategy, em, runAndWait } from './strategy-support.js';
 
 /**
@@ -72,26 +71,17 @@ describe('the user directory in its own database', () => {
 
   beforeAll(async () => {
     directoryUrl = uniqueDatabaseUrl('strategy directory');
-    const directory = await MikroORM.init({
-      clientUrl: directoryUrl,
-      entities: [],
-      discovery: { warnWhenNoEntities: false },
-      allowGlobalContext: true,
-    });
-    try {
-      await directory.em.getConnection().execute(`
-        create table auth_users (id text primary key, created_at timestamptz default now(), updated_at timestamptz,
-          access_time timestamptz, name text, github_id text, github_name text, vip integer not null default 0,
-          phone text, email text, company text, employee_number text, github_star text)`);
+    await executeOn(
+      directoryUrl,
+      `create table auth_users (id text primary key, created_at timestamptz default now(), updated_at timestamptz,
+        access_time timestamptz, name text, github_id text, github_name text, vip integer not null default 0,
+        phone text, email text, company text, employee_number text, github_star text)`,
       // Even users are VIP 5; odd users i % 4 = 1 have an employee record under R&D, i % 4 = 3 have none.
-      await directory.em.getConnection().execute(`
-        insert into auth_users (id, vip, employee_number)
-        select 'dir-' || lpad(i::text, 5, '0'), case when i % 2 = 0 then 5 else 0 end,
-               case when i % 2 = 1 then 'D' || i end
-        from generate_series(1, ${USERS}) as i`);
-    } finally {
-      await directory.close(true);
-    }
+      `insert into auth_users (id, vip, employee_number)
+       select 'dir-' || lpad(i::text, 5, '0'), case when i % 2 = 0 then 5 else 0 end,
+              case when i % 2 = 1 then 'D' || i end
+       from generate_series(1, ${USERS}) as i`,
+    );
     app = await startTestApp({
       label: 'strategy separate directory',
       env: { AUTH_DATABASE_URL: directoryUrl, HR_SYNC_ENABLED: 'true' },

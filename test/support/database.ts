@@ -29,3 +29,18 @@ export async function dropDatabase(databaseUrl: string): Promise<void> {
     await admin.close(true);
   }
 }
+
+/** Runs these statements, in order, on a database made by uniqueDatabaseUrl (created if it does not exist yet). */
+export async function executeOn(databaseUrl: string, ...statements: string[]): Promise<void> {
+  const orm = await MikroORM.init({
+    clientUrl: databaseUrl,
+    entities: [],
+    discovery: { warnWhenNoEntities: false },
+    allowGlobalContext: true,
+  });
+  try {
+    for (const statement of statements) await orm.em.getConnection().execute(statement);
+  } finally {
+    await orm.close(true);
+  }
+}

@@ -29,10 +29,11 @@ export function removalPushOwed(spec: KindSpec<unknown>, told: LastTold<unknown>
 export interface RemovalDebt {
   spec: KindSpec<unknown>;
   key: string;
-  /** What the gateway was last told, or may hold (removalPushOwed holds for it). */
-  lastNotified: unknown;
-  /** The gateway may hold something other than `lastNotified`. */
-  lastNotifiedUncertain: boolean;
+  /**
+   * What the gateway was last told, or may hold (removalPushOwed holds for it; `notified` is never
+   * null here), and whether it may hold something else.
+   */
+  told: LastTold<unknown>;
 }
 
 /**
@@ -54,8 +55,7 @@ export async function recordRemovalPushes(
       before: null,
       after: removedState(debt.spec),
       changed: true,
-      lastNotified: debt.lastNotified,
-      ...(debt.lastNotifiedUncertain ? { lastNotifiedUncertain: true } : {}),
+      told: debt.told,
       gatewayNotified: null,
       ...(note === undefined ? {} : { note }),
     }),
@@ -67,8 +67,8 @@ export async function recordRemovalPushes(
       spec: debt.spec,
       key: debt.key,
       value: debt.spec.fallback,
-      lastNotified: debt.lastNotified,
-      lastNotifiedUncertain: debt.lastNotifiedUncertain,
+      lastNotified: debt.told.notified,
+      lastNotifiedUncertain: debt.told.uncertain,
       auditId: auditIds[index]!,
     })),
     now,

@@ -217,7 +217,7 @@ export class PermissionPusher {
     if (!(await updatePendingLastNotified(em, spec, key, told))) {
       await recordRemovalPushes(
         em,
-        [{ spec, key, lastNotified: told, lastNotifiedUncertain: false }],
+        [{ spec, key, told: { notified: told, uncertain: false } }],
         this.clock.now(),
         'the employee was removed while a push of this value was in flight',
       );

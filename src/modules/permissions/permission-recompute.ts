@@ -107,7 +107,7 @@ async function recomputeChunk<V>(
         before: before && describe(before),
         after: describe(effective),
         changed,
-        ...lastToldDetails(before ?? NEVER_TOLD),
+        told: before ?? NEVER_TOLD,
         // null until the push after the commit reports; false = the rules call for no push.
         gatewayNotified: push || recheck ? null : false,
       }),
@@ -146,7 +146,7 @@ export async function owedPushes<V>(
         before: describe(record),
         after: describe(record),
         changed: false,
-        ...lastToldDetails(record),
+        told: record,
         gatewayNotified: null,
       }),
     );
@@ -167,13 +167,6 @@ function sameEffective<V>(spec: KindSpec<V>, before: StoredEffective<V>, after: 
   );
 }
 
-/** An audit row's "last told": `lastNotifiedUncertain` only when the gateway may hold something else. */
-function lastToldDetails<V>(told: LastTold<V>): { lastNotified: V | null; lastNotifiedUncertain?: true } {
-  return told.uncertain
-    ? { lastNotified: told.notified, lastNotifiedUncertain: true }
-    : { lastNotified: told.notified };
-}
-
 function describe<V>(effective: { value: V; source: string; sourceIdentifier: string | null }) {
   return { value: effective.value, source: effective.source, sourceIdentifier: effective.sourceIdentifier };
 }
@@ -181,7 +174,8 @@ function describe<V>(effective: { value: V; source: string; sourceIdentifier: st
 /**
  * The audit row of one employee's recompute of one kind — a setting change's or a sync's, a retry of
  * an owed push, a removal's push — so permissionAudits shows them all with one shape of details.
- * The pusher adds the outcome to it (gatewayNotified, gatewayError, pushedValue…).
+ * `told` becomes `lastNotified`, plus `lastNotifiedUncertain: true` when the gateway may hold
+ * something else. The pusher adds the outcome to it (gatewayNotified, gatewayError, pushedValue…).
  */
 export function recomputeAudit(
   spec: KindSpec<unknown> | AnyKindSpec,
@@ -192,15 +186,19 @@ export function recomputeAudit(
     before: unknown;
     after: unknown;
     changed: boolean;
-    lastNotified: unknown;
+    told: LastTold<unknown>;
     gatewayNotified: boolean | null;
   } & Record<string, unknown>,
 ): AuditEntry {
+  const { told, ...rest } = details;
+  const lastTold = told.uncertain
+    ? { lastNotified: told.notified, lastNotifiedUncertain: true }
+    : { lastNotified: told.notified };
   return {
     operation: spec.recomputeOperation,
     targetType: 'user',
     targetIdentifier: key,
-    details: { kind: spec.kind, ...details },
+    details: { kind: spec.kind, ...rest, ...lastTold },
   };
 }
 

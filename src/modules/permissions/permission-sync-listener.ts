@@ -117,15 +117,15 @@ export class PermissionSyncListener implements EmployeeChangeListener {
         // or else the value it was meant to hold, as a push that failed ambiguously (a timeout) whose
         // outcome was never recorded (the process stopped) may have landed too. A `[]` / `false` it did
         // not need is harmless; a permission left behind is not.
+        const meant = { notified: deleted.value, uncertain: false };
         if (removalPushOwed(kind, deleted)) {
           debts.push({
             spec: kind,
             key,
-            lastNotified: deleted.notified ?? deleted.value,
-            lastNotifiedUncertain: deleted.uncertain,
+            told: { notified: deleted.notified ?? deleted.value, uncertain: deleted.uncertain },
           });
-        } else if (removalPushOwed(kind, { notified: deleted.value, uncertain: false })) {
-          debts.push({ spec: kind, key, lastNotified: deleted.value, lastNotifiedUncertain: false });
+        } else if (removalPushOwed(kind, meant)) {
+          debts.push({ spec: kind, key, told: meant });
         }
       }
     }
