@@ -1,6 +1,7 @@
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { PermissionSyncListener } from '../../src/modules/permissions/permission-sync-listener.js';
 import { type HrTestContext, SMALL_EMPLOYEES, startHrTestApp } from '../employees/hr-support.js';
+import { advisoryLockWaiters } from '../support/database.js';
 import { until } from '../support/until.js';
 import {
   errorCode,
@@ -429,13 +430,7 @@ describe('a setting change racing the sync that removes its employee', () => {
       const sync = syncWith(WITHOUT_E002);
       await until('the sync holds the permissions lock', () => reached);
       const change = api.setSwitch({ kind: 'STAR_CHECK', user: { employeeNumber: 'E002' }, enabled: true });
-      await until('the change waits for the lock', async () => {
-        const [row] = await hr.em().execute<{ n: string }[]>(
-          `select count(*)::text as n from pg_locks where locktype = 'advisory' and not granted
-               and database = (select oid from pg_database where datname = current_database())`,
-        );
-        return Number(row?.n) > 0;
-      });
+      await advisoryLockWaiters(hr.em(), 1);
       open();
       await sync;
       const response = await change;

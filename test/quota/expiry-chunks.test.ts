@@ -1,6 +1,7 @@
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { ExpiryRunResult } from '../../src/modules/quota/quota-expiry.service.js';
 import { startTestApp, type TestApp } from '../support/app.js';
+import { advisoryLockWaiters } from '../support/database.js';
 import {
   auditsOf,
   batchesOf,
@@ -318,7 +319,7 @@ describe('monthly expiry: the ledger lock', () => {
     let expiry: Promise<ExpiryRunResult> | undefined;
     await app.app.services.ledger.withUserLedger(em(app), 'l-busy', async (ledger) => {
       expiry = runExpiry();
-      await waitForAdvisoryLockWaiter();
+      await advisoryLockWaiters(em(app), 1);
       // Inside the lock, while the expiry waits for it: a grant the expiry must see.
       await ledger.credit(new Date(VALID[2]!), 500);
       await ledger.audit({
@@ -336,16 +337,3 @@ describe('monthly expiry: the ledger lock', () => {
     expect((await auditsOf(app, 'l-busy')).at(-1)).toMatchObject({ operation: 'EXPIRE', amount: -30 });
   });
 });
-
-/** Polls until some session waits for an advisory lock (the expiry's chunk transaction), 10 s at most. */
-async function waitForAdvisoryLockWaiter(): Promise<void> {
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    const rows = await em(app).execute(`select 1 from pg_locks
-        where locktype = 'advisory' and not granted
-          and database = (select oid from pg_database where datname = current_database())`);
-    if (rows.length > 0) return;
-    if (Date.now() > deadline) throw new Error('the expiry never waited for the ledger lock');
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}

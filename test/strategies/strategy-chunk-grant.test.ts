@@ -4,6 +4,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
 import { GatewaySimulator } from '../../src/modules/gateway/simulator/gateway-simulator.js';
 import { grantExpiry } from '../../src/modules/strategies/strategy-rules.js';
 import { startTestApp, type TestApp } from '../support/app.js';
+import { advisoryLockWaiters } from '../support/database.js';
 import {
   addUsers,
   checkInvariants,
@@ -405,7 +406,7 @@ describe('periodic strategies granted in chunks', () => {
     let runs: string[] = [];
     await app.app.services.ledger.withUserLedger(em(app), ids[0]!, async () => {
       runs = (await Promise.all([runStrategy(app, strategy.id), runStrategy(app, strategy.id)])).map((run) => run.id);
-      await waitForAdvisoryLockWaiters(2);
+      await advisoryLockWaiters(em(app), 2);
     });
     const finished = await Promise.all(runs.map((id) => waitForRun(app, id)));
     expect(finished.map((run) => run.succeeded).sort()).toEqual([0, 6]);
@@ -422,16 +423,3 @@ describe('periodic strategies granted in chunks', () => {
     await checkInvariants(app);
   });
 });
-
-/** Polls until `count` sessions wait for an advisory lock, 10 s at most. */
-async function waitForAdvisoryLockWaiters(count: number): Promise<void> {
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    const rows = await em(app).execute(`select 1 from pg_locks
-        where locktype = 'advisory' and not granted
-          and database = (select oid from pg_database where datname = current_database())`);
-    if (rows.length >= count) return;
-    if (Date.now() > deadline) throw new Error(`fewer than ${count} sessions waited for a ledger lock`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}

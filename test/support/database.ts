@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
-import { MikroORM } from '@mikro-orm/postgresql';
+import { type EntityManager, MikroORM } from '@mikro-orm/postgresql';
 import { inject } from 'vitest';
+import { until } from './until.js';
 
 /** A fresh, uniquely named database URL on the run's PostgreSQL (created on first connect). */
 export function uniqueDatabaseUrl(label: string): string {
@@ -43,4 +44,18 @@ export async function executeOn(databaseUrl: string, ...statements: string[]): P
   } finally {
     await orm.close(true);
   }
+}
+
+/**
+ * Waits until at least `count` sessions of this EntityManager's database wait for an advisory lock (the
+ * ledger and permission locks are advisory): how a test knows its racers queue behind a lock it holds.
+ */
+export async function advisoryLockWaiters(em: { execute: EntityManager['execute'] }, count: number): Promise<void> {
+  await until(`${count} session(s) waiting for an advisory lock`, async () => {
+    const [row] = await em.execute<{ n: string }[]>(
+      `select count(*)::text as n from pg_locks where locktype = 'advisory' and not granted
+          and database = (select oid from pg_database where datname = current_database())`,
+    );
+    return Number(row?.n) >= count;
+  });
 }

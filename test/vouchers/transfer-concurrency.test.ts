@@ -1,5 +1,6 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { errorCode, startTestApp, type TestApp } from '../support/app.js';
+import { advisoryLockWaiters } from '../support/database.js';
 import {
   APR,
   addDirectoryUsers,
@@ -80,45 +81,24 @@ describe('a redemption losing the race inside the lock', () => {
     ]);
     const receiverToken = await app.token({ userId: receiver });
 
-    // Hold the receiver's ledger lock so both redemptions get past the "already redeemed?" look-up and
-    // queue on the lock; release it once both wait.
-    let release!: () => void;
-    const released = new Promise<void>((resolve) => {
-      release = resolve;
+    // Hold the receiver's ledger lock so both redemptions queue on it (the calls start inside the
+    // holder, so neither can take the lock first); leaving the holder releases it.
+    let calls: ReturnType<typeof transferIn>[] = [];
+    await app.app.services.ledger.withUserLedger(em(app), receiver, async () => {
+      calls = [transferIn(app, receiverToken, code), transferIn(app, receiverToken, code)];
+      await advisoryLockWaiters(em(app), 2);
     });
-    const holder = app.app.services.ledger.withUserLedger(em(app), receiver, () => released);
-    await waitForLockWaiters(2, async () => {
-      const first = transferIn(app, receiverToken, code);
-      const second = transferIn(app, receiverToken, code);
-      return [first, second];
-    }).then(async (calls) => {
-      release();
-      await holder;
-      const results = (await Promise.all(calls)).map((response) => response.data!.transferIn);
-      expect(results.map((result) => result.status).sort()).toEqual(['ALREADY_REDEEMED', 'SUCCESS']);
-      const [winner, loser] = results[0]!.status === 'SUCCESS' ? results : [results[1]!, results[0]!];
-      expect(loser).toEqual({
-        ...winner,
-        status: 'ALREADY_REDEEMED',
-        message: expect.stringMatching(/already redeemed/),
-      });
+    const results = (await Promise.all(calls)).map((response) => response.data!.transferIn);
+    expect(results.map((result) => result.status).sort()).toEqual(['ALREADY_REDEEMED', 'SUCCESS']);
+    const [winner, loser] = results[0]!.status === 'SUCCESS' ? results : [results[1]!, results[0]!];
+    expect(loser).toEqual({
+      ...winner,
+      status: 'ALREADY_REDEEMED',
+      message: expect.stringMatching(/already redeemed/),
     });
     expect(await batchesOf(app, receiver)).toEqual([{ amount: 4, expiry: MAY }]);
   });
 });
-
-/** Starts the calls, then waits until `count` sessions wait for an advisory lock. */
-async function waitForLockWaiters<T>(count: number, start: () => Promise<T>): Promise<T> {
-  const calls = await start();
-  for (let attempt = 0; attempt < 200; attempt++) {
-    const rows = await em(app).execute<{ n: string }[]>(
-      `select count(*) as n from pg_locks where locktype = 'advisory' and not granted and database = (select oid from pg_database where datname = current_database())`,
-    );
-    if (Number(rows[0]!.n) >= count) return calls;
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-  throw new Error(`fewer than ${count} sessions waited for the lock`);
-}
 
 describe('concurrent transfers out of one giver', () => {
   it('20 parallel transfers of a tenth each, interleaved with grants: no overdraft, no negative batch', async () => {
