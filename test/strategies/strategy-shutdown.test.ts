@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { startTestApp, type TestApp } from '../support/app.js';
+import { until } from '../support/until.js';
 import {
   addUsers,
   checkInvariants,
@@ -34,16 +35,21 @@ test('stopping an instance mid-run leaves no RUNNING run and no processing claim
     simulator: app.simulator,
     env: { SHUTDOWN_TIMEOUT_MS: '10000' },
   });
-  app.simulator.setFault('setTotal', { kind: 'slow', delayMs: 150 });
+  // The grants' gateway calls are held, so the stop comes while some are in flight, however fast or
+  // slow the run gets there (a fixed sleep here was too short on a slow box: nothing granted yet).
+  app.simulator.setFault('setTotal', { kind: 'hold' });
   let runId: string;
   try {
     const run = await other.app.services.strategies.runStrategy(em(other), 'admin-1', strategy.id);
     runId = run.id;
-    // Let some grants through, then shut the instance down.
-    await new Promise((resolve) => setTimeout(resolve, 400));
+    await until('a grant of the run at the gateway', () => app.simulator.calls({ route: 'setTotal' }).length > 0);
   } finally {
-    await other.stop();
+    // Shut the instance down (its run is told to stop before the next user), then let the held
+    // calls go on: the users already sent are granted, the rest are left for the next run.
+    const stopped = other.stop();
     app.simulator.clearFaults();
+    app.simulator.release();
+    await stopped;
   }
   const [row] = await em(app).execute<{ status: string; error: string | null; succeeded: number }[]>(
     'select status, error, succeeded from job_run where id = ?',
