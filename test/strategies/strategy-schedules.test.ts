@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { startTestApp, type TestApp } from '../support/app.js';
+import { until } from '../support/until.js';
 import {
   addUsers,
   checkInvariants,
@@ -46,6 +47,22 @@ async function eventually(check: () => boolean, timeoutMs = 8_000): Promise<void
     if (Date.now() > deadline) throw new Error('condition not reached in time');
     await sleep(100);
   }
+}
+
+async function databaseNow(): Promise<Date> {
+  const [row] = await em(first).execute<{ now: Date }[]>('select now() as now');
+  return new Date(row!.now);
+}
+
+/** Scheduled runs of a job that started after `since` (database time) and ended SUCCEEDED (and granted). */
+async function finishedRunsSince(jobKey: string, since: Date, { granting = false } = {}): Promise<number> {
+  const [row] = await em(first).execute<{ n: string }[]>(
+    `select count(*)::text as n from job_run
+      where job_key = ? and trigger = 'SCHEDULE' and status = 'SUCCEEDED' and started_at > ?
+        and (not ? or succeeded > 0)`,
+    [jobKey, since, granting],
+  );
+  return Number(row!.n);
 }
 
 /** Waits until neither instance runs anything. */
@@ -127,7 +144,15 @@ describe('two instances on one database', () => {
       condition: 'match-user("tick-001", "tick-002", "tick-003")',
     });
     await eventually(() => periodicKeys(second).includes(`strategy:${strategy.id}`));
-    await sleep(3_500);
+    // From now on both instances race for every fire. A fire is skipped while the strategy's previous
+    // run is still going, so how many fires a fixed time holds depends on the machine: wait for three
+    // that granted, each started once both instances had the schedule.
+    const since = await databaseNow();
+    await until(
+      'three granting fires on two instances',
+      async () => (await finishedRunsSince(`strategy:${strategy.id}`, since, { granting: true })) >= 3,
+      20_000,
+    );
     await admin(first, 'mutation($id: ID!) { disableStrategy(id: $id) { id } }', { id: strategy.id });
     await eventually(() => !periodicKeys(second).includes(`strategy:${strategy.id}`));
     await drain();
@@ -167,7 +192,10 @@ describe('two instances on one database', () => {
       name: 'scanned-single',
       condition: 'match-user("scanned-001", "scanned-002", "scanned-003", "scanned-004", "scanned-005")',
     });
-    await sleep(2_500);
+    // Two scans that started after the strategy existed, however long the machine takes to run them
+    // (a scan is skipped while the previous one is still going): both saw it, the first granted.
+    const since = await databaseNow();
+    await until('two scans since the strategy was created', async () => (await finishedRunsSince('scan', since)) >= 2);
     await drain();
     expect(await completedPerUser(first, strategy.id)).toEqual({
       'scanned-001': 1,
