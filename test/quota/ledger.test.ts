@@ -5,6 +5,7 @@ import { seedDemoQuota } from '../../src/modules/quota/demo-quota.js';
 import { demoUsers } from '../../src/modules/users/demo-directory.js';
 import { MAX_CENTS } from '../../src/money.js';
 import { startTestApp, type TestApp } from '../support/app.js';
+import { advisoryLockWaiters } from '../support/database.js';
 import { failure } from '../support/failure.js';
 import { auditsOf, batchesOf, checkInvariants, em, grant, ledgerSnapshot, testClock } from './quota-support.js';
 
@@ -237,18 +238,25 @@ describe('the ledger core', () => {
       await firstHolds;
       order.push('first out');
     });
-    await entered;
-    const second = ledger.withUserLedger(em(app), 'l-5', async () => {
-      order.push('second in');
-    });
-    const other = ledger.withUserLedger(em(app), 'l-5-other', async () => {
-      order.push('other user');
-    });
-    await other;
-    await new Promise((resolve) => setTimeout(resolve, 50));
-    releaseFirst();
-    await Promise.all([first, second]);
-    expect(order).toEqual(['first in', 'other user', 'first out', 'second in']);
+    try {
+      await entered;
+      const second = ledger.withUserLedger(em(app), 'l-5', async () => {
+        order.push('second in');
+      });
+      const other = ledger.withUserLedger(em(app), 'l-5-other', async () => {
+        order.push('other user');
+      });
+      await other;
+      // The first holds on until the second is queued on the lock: released after a fixed sleep, a
+      // second change that had not asked for the lock yet ran after it anyway, lock or not.
+      await advisoryLockWaiters(em(app), 1);
+      releaseFirst();
+      await Promise.all([first, second]);
+      expect(order).toEqual(['first in', 'other user', 'first out', 'second in']);
+    } finally {
+      releaseFirst();
+      await first.catch(() => undefined);
+    }
   });
 
   it('restores the gateway total when the work fails after the total was pushed', async () => {
