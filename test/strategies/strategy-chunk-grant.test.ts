@@ -1,6 +1,7 @@
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
+import { SettableClock } from '../../src/clock.js';
 import { GatewaySimulator } from '../../src/modules/gateway/simulator/gateway-simulator.js';
 import { grantExpiry } from '../../src/modules/strategies/strategy-rules.js';
 import { startTestApp, type TestApp } from '../support/app.js';
@@ -109,6 +110,8 @@ function forwarded(headers: IncomingHttpHeaders): Record<string, string> {
 
 const simulator = new GatewaySimulator();
 const faults = new PerUserFaults(simulator);
+/** A run's expiry comes from the server's clock; a test that must know it beforehand reads the same one. */
+const clock = new SettableClock('Asia/Shanghai', '2026-11-15T04:00:00Z');
 let app: TestApp;
 
 beforeAll(async () => {
@@ -117,6 +120,7 @@ beforeAll(async () => {
   app = await startTestApp({
     label: 'strategy chunk grant',
     simulator,
+    clock,
     // One attempt per call, so a fault set for a user's next setTotal is the whole of that call.
     env: { AIGATEWAY_URL: proxyUrl, AIGATEWAY_RETRIES: '0', STRATEGY_SCAN_CONCURRENCY: '4' },
   });
@@ -294,9 +298,10 @@ describe('a chunk granted in one transaction', () => {
   test('a batch that cannot hold the amount fails that user alone (the chunk is granted one by one)', async () => {
     const ids = await usersFor('ov', 6);
     const full = 'ov-003';
-    // A batch at the expiry the run will use, already at numeric(14,2)'s maximum.
+    // A batch at the expiry the run will use, already at numeric(14,2)'s maximum. (Computed from the
+    // host's clock, a month could end between this and the run, which would then use another batch.)
     const config = app.config;
-    const expiry = grantExpiry(new Date(), config.timeZone, null, config.defaultExpiry);
+    const expiry = grantExpiry(clock.now(), config.timeZone, null, config.defaultExpiry);
     await em(app).execute(
       `insert into quota (user_id, amount, expiry_date, status, create_time, update_time)
        values (?, 999999999999.99, ?, 'VALID', now(), now())`,
