@@ -326,6 +326,11 @@ describe('GatewayClient failures and retries', () => {
     const error = await failureOf(makeClient({ retries: 1 }).setModels('E1', ['m']));
     expect(error.attempts).toBe(2);
     expect(error.ambiguous).toBe(true);
+    // Both attempts are still sleeping in the simulator: let them land here, not in a later test.
+    await vi.waitFor(
+      () => expect(simulator.calls({ route: 'setModels' }).map((call) => call.outcome)).toEqual(['ok', 'ok']),
+      { timeout: 5_000 },
+    );
   });
 
   it.each(['addTotal', 'addUsed'] as const)(
@@ -453,6 +458,8 @@ describe('GatewayClient failures and retries', () => {
         new GatewayClient(clientConfig({ baseUrl: `http://127.0.0.1:${await closedPort()}` }), logger).getUsed('u1'),
       ),
     ];
+    // The timed-out addTotal is still sleeping in the simulator: let it land here, not in a later test.
+    await vi.waitFor(() => expect(simulator.calls({ route: 'addTotal' })[0].outcome).toBe('ok'), { timeout: 5_000 });
     expect(errors[0].message).toContain('bad key [redacted]');
     for (const error of errors) {
       const seen = [
