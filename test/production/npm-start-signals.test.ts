@@ -17,10 +17,14 @@ import { until } from '../support/until.js';
 const PROJECT_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const SERVER_ENTRY = 'dist/src/main.js';
 
-/** Prints its pid, then "got SIGTERM" and exits 0 on SIGTERM (as the server does after a clean shutdown). */
+/**
+ * Prints its pid, then "got SIGTERM" and exits 0 on SIGTERM (as the server does after a clean shutdown).
+ * The handler is in place before the pid is printed: the test signals as soon as it reads the pid, and
+ * a SIGTERM arriving before the handler would kill the stand-in by the default action instead.
+ */
 const STAND_IN = `
-process.stdout.write('pid ' + process.pid + '\\n');
 process.on('SIGTERM', () => { process.stdout.write('got SIGTERM\\n'); process.exit(0); });
+process.stdout.write('pid ' + process.pid + '\\n');
 setInterval(() => {}, 1000);
 `;
 
