@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type EmbeddedDatabase, startEmbeddedPostgres } from '../../src/db/embedded-postgres.js';
 import { silentLogger } from '../../src/logger.js';
 import { errorCode, startTestApp, type TestApp } from '../support/app.js';
+import { until } from '../support/until.js';
 
 /**
  * Health (SPEC §10, contract `health`): GET /health and the public query report the database, the
@@ -99,12 +100,21 @@ describe('when everything is up', () => {
   it('the check replaces its own connection when the server ended it: the next /health still says ok', async () => {
     expect((await getJson('/health')).status).toBe(200); // the check's connection is open now
     // What a database restart or an idle-session timeout does to every connection but this one.
-    await app.app.services.orm.em.fork().execute(
-      `select pg_terminate_backend(pid) from pg_stat_activity
+    const ended = await app.app.services.orm.em.fork().execute<{ pid: number }[]>(
+      `select pid, pg_terminate_backend(pid) from pg_stat_activity
          where datname = current_database() and pid <> pg_backend_pid() and backend_type = 'client backend'`,
     );
-    // Let the client hear of it (the server closes the socket); not a timing assertion.
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(ended.length).toBeGreaterThan(0);
+    // pg_terminate_backend only signals them. A session sends its client the termination notice before
+    // it leaves pg_stat_activity, so once they are all gone the check's connection has heard of it.
+    await until('the ended sessions to exit', async () => {
+      const left = await app.app.services.orm.em
+        .fork()
+        .execute(`select 1 from pg_stat_activity where pid in (${ended.map((row) => Number(row.pid)).join(', ')})`)
+        // A pooled connection that was just ended may be handed out before its end was noticed: ask again.
+        .catch(() => null);
+      return left !== null && left.length === 0;
+    });
     const health = await getJson('/health');
     expect(health.status).toBe(200);
     expect(health.body).toMatchObject({ database: true });
