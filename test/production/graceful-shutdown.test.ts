@@ -85,6 +85,10 @@ describe('SIGTERM under load', () => {
       return rows.map((row) => row.user_id);
     };
     await pollUntil('the run to grant its first users', 20_000, async () => (await completed()).length >= 10);
+    // From now on each grant's write takes 1.2 s too: the ~290 grants left need ~45 s, far longer than
+    // the test may take (10 s at most) to put its requests in flight, so the run is surely still going
+    // when the signal comes — at 100 ms a write, a slow moment of the test let the run end first.
+    simulator.setFault('setTotal', { kind: 'slow', delayMs: 1_200 });
 
     // Requests the gateway holds for 1.2 s: reads of 12 users, and deductions from 4 granted users.
     simulator.setFault('getTotal', { kind: 'slow', delayMs: 1_200 });
