@@ -235,7 +235,8 @@ describe('two instances on one database and one gateway', () => {
       const hard = Date.now() + 30_000;
       while (Date.now() < hard) {
         await new Promise((resolve) => setTimeout(resolve, 250));
-        if (Date.now() < soft || vouchers.length < 10 || deductions.length < 5) continue;
+        // More than 10 vouchers and 5 deductions, as asserted below: a worker may stop without adding one.
+        if (Date.now() < soft || vouchers.length <= 10 || deductions.length <= 5) continue;
         const fullFires = await count(
           `select count(*) as n from job_run where job_key = ? and trigger = 'SCHEDULE' and succeeded = ?`,
           [`strategy:${periodic}`, users.length],
@@ -255,10 +256,14 @@ describe('two instances on one database and one gateway', () => {
     ]);
     await instance('a').must(DISABLE_STRATEGY, { id: periodic }, admin);
     // A fire already claimed finishes; fires after the disable find the strategy disabled and grant nothing.
+    // B hears of the disable only at its next poll (every 3 s) and claims such fires until then, each
+    // RUNNING for a moment: the runs checked below are those claimed before the disable, all finished.
+    const lastRunBeforeDisable = await count('select coalesce(max(id), 0) as n from job_run');
     await pollUntil('the periodic and expiry runs to finish', 20_000, async () => {
       const active = await count(
-        `select count(*) as n from job_run where status in ('QUEUED', 'RUNNING') and job_key in (?, 'expire')`,
-        [`strategy:${periodic}`],
+        `select count(*) as n from job_run
+          where status in ('QUEUED', 'RUNNING') and job_key in (?, 'expire') and id <= ?`,
+        [`strategy:${periodic}`, lastRunBeforeDisable],
       );
       return active === 0;
     });
@@ -272,8 +277,9 @@ describe('two instances on one database and one gateway', () => {
 
     // Each periodic fire that ran granted every user once, and nothing failed.
     const fires = await sql<{ fire_key: string; status: string; failed: number; instance_id: string }>(
-      `select fire_key, status, failed, instance_id from job_run where job_key = ? and trigger = 'SCHEDULE' order by id`,
-      [`strategy:${periodic}`],
+      `select fire_key, status, failed, instance_id from job_run
+        where job_key = ? and trigger = 'SCHEDULE' and id <= ? order by id`,
+      [`strategy:${periodic}`, lastRunBeforeDisable],
     );
     const grantedPerFire: number[] = [];
     for (const fire of fires) {
