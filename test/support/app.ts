@@ -71,15 +71,31 @@ export async function startTestApp(options: TestAppOptions): Promise<TestApp> {
   const ownsSimulator = !options.simulator;
   const simulator = options.simulator ?? new GatewaySimulator();
   const gatewayUrl = ownsSimulator ? await simulator.start(0) : simulator.url;
+  // What this call set up itself, released whatever fails: a simulator left listening keeps the test
+  // worker alive, and a database left behind fills the shared PostgreSQL.
+  const release = async () => {
+    try {
+      if (ownsSimulator) await simulator.stop();
+    } finally {
+      if (ownsDatabase) await dropDatabase(databaseUrl);
+    }
+  };
 
-  const config = loadConfig({ ...testEnv(databaseUrl, gatewayUrl), ...options.env });
-  config.port = 0;
-  const app = await startApp({
-    config,
-    logger: options.logger ?? silentLogger(),
-    clock: options.clock,
-    schedule: options.schedule ?? false,
-  });
+  let config: AppConfig;
+  let app: RunningApp;
+  try {
+    config = loadConfig({ ...testEnv(databaseUrl, gatewayUrl), ...options.env });
+    config.port = 0;
+    app = await startApp({
+      config,
+      logger: options.logger ?? silentLogger(),
+      clock: options.clock,
+      schedule: options.schedule ?? false,
+    });
+  } catch (error) {
+    await release().catch(() => undefined);
+    throw error;
+  }
   const baseUrl = app.url.replace(/\/graphql$/, '');
   const secret = config.auth.jwtSecret ?? TEST_JWT_SECRET;
   const token = (mint: MintOptions) => mintToken(secret, mint);
@@ -116,9 +132,11 @@ export async function startTestApp(options: TestAppOptions): Promise<TestApp> {
       };
     },
     async stop() {
-      await app.stop();
-      if (ownsSimulator) await simulator.stop();
-      if (ownsDatabase) await dropDatabase(databaseUrl);
+      try {
+        await app.stop();
+      } finally {
+        await release();
+      }
     },
   };
 }
