@@ -1,6 +1,6 @@
 import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -188,6 +188,8 @@ describe('npm start in embedded mode', () => {
 
   it('starts with an empty gateway simulator when its saved state is damaged, and keeps the file aside', async () => {
     const file = path.join(cwd, '.data', 'gateway-simulator.json');
+    // The folder the earlier tests' servers made, made here too: this test does not need them to run first.
+    await mkdir(path.dirname(file), { recursive: true });
     await writeFile(file, '{ not json');
     const port = await freePort();
     const server = startServer({ PORT: String(port) });
