@@ -18,6 +18,9 @@ const PROJECT_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 /** tsx's loader by absolute URL: the processes run in an empty folder, where `tsx` would not resolve. */
 const TSX_LOADER = pathToFileURL(path.join(PROJECT_ROOT, 'node_modules/tsx/dist/loader.mjs')).href;
 
+/** A start that failed because another process had bound the chosen port first. */
+class PortTakenError extends Error {}
+
 /** Every process this module started and has not seen exit: killed by `killAllServers`. */
 const living = new Set<ServerProcess>();
 
@@ -81,10 +84,28 @@ export class ServerProcess {
 
   /**
    * Starts an instance on a free port and waits until `/ready` answers 200 (database reachable,
-   * migrations applied). `env` is the whole configuration; PORT is chosen here.
+   * migrations applied). `env` is the whole configuration (logging at info at least); PORT is chosen here.
+   *
+   * The port is picked before the process starts (PORT=0 is not accepted), so another process may bind
+   * it first: that start fails saying the port is in use and is tried again on another port. Until the
+   * process has logged "listening", a /ready answer on the port is not taken for its own.
    */
   static async start(label: string, env: Record<string, string>, timeoutMs = 45_000): Promise<ServerProcess> {
-    const port = await freePort();
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await ServerProcess.startOn(await freePort(), label, env, timeoutMs);
+      } catch (error) {
+        if (!(error instanceof PortTakenError) || attempt >= 3) throw error;
+      }
+    }
+  }
+
+  private static async startOn(
+    port: number,
+    label: string,
+    env: Record<string, string>,
+    timeoutMs: number,
+  ): Promise<ServerProcess> {
     const workDir = await mkdtemp(path.join(tmpdir(), `qm-${label}-`));
     const child = spawn(process.execPath, ['--import', TSX_LOADER, path.join(PROJECT_ROOT, 'src/main.ts')], {
       // An empty folder: no .env of the developer's is read, no .data is written.
@@ -102,8 +123,11 @@ export class ServerProcess {
     try {
       await pollUntil(`${label} ready`, timeoutMs, async () => {
         if (child.exitCode !== null || child.signalCode !== null) {
-          throw new Error(`${label} exited during start (${child.exitCode ?? child.signalCode}):\n${server.tail()}`);
+          await server.exited; // its output read to the end
+          const message = `${label} exited during start (${child.exitCode ?? child.signalCode}):\n${server.tail()}`;
+          throw /already in use|EADDRINUSE/.test(server.logs()) ? new PortTakenError(message) : new Error(message);
         }
+        if (!server.logLines().some((line) => line.msg === 'listening')) return false;
         const response = await fetch(`${server.baseUrl}/ready`).catch(() => null);
         return response?.status === 200;
       });
