@@ -15,7 +15,7 @@ import {
 
 /**
  * Issue 6 item 3, SPEC §9 "Shutdown": a server process on a configured database, with requests in
- * flight (held by a slow gateway) and a strategy run going, gets SIGTERM. Every request it had
+ * flight (held by the gateway) and a strategy run going, gets SIGTERM. Every request it had
  * accepted is answered, the running job stops at a safe point and is recorded (no job_run is left
  * RUNNING, no execution left claimed), the ledger agrees with the gateway, and the process exits 0.
  */
@@ -85,14 +85,16 @@ describe('SIGTERM under load', () => {
       return rows.map((row) => row.user_id);
     };
     await pollUntil('the run to grant its first users', 20_000, async () => (await completed()).length >= 10);
-    // From now on each grant's write takes 1.2 s too: the ~290 grants left need ~45 s, far longer than
+    // From now on each grant's write takes 1.2 s: the ~290 grants left need ~45 s, far longer than
     // the test may take (10 s at most) to put its requests in flight, so the run is surely still going
     // when the signal comes — at 100 ms a write, a slow moment of the test let the run end first.
     simulator.setFault('setTotal', { kind: 'slow', delayMs: 1_200 });
 
-    // Requests the gateway holds for 1.2 s: reads of 12 users, and deductions from 4 granted users.
-    simulator.setFault('getTotal', { kind: 'slow', delayMs: 1_200 });
-    simulator.setFault('getUsed', { kind: 'slow', delayMs: 1_200 });
+    // Requests the gateway holds until the server has begun its shutdown: reads of 12 users, and
+    // deductions from 4 granted users. (Held for a fixed 1.2 s, the first ones could end before the last
+    // ones arrived, and none was sure to be in flight at the signal on a slow machine.)
+    simulator.setFault('getTotal', { kind: 'hold' });
+    simulator.setFault('getUsed', { kind: 'hold' });
     const deducted = (await completed()).slice(0, 4);
     const requests: Promise<GraphqlAnswer>[] = [
       ...readers.map((userId) => server.gql(USER_QUOTA, { userId }, admin)),
@@ -113,14 +115,25 @@ describe('SIGTERM under load', () => {
       const deducting = new Set(pending.filter((call) => call.route === 'getUsed').map((call) => call.params.user_id));
       return readers.every((id) => reading.has(id)) && deducted.every((id) => deducting.has(id));
     };
-    await pollUntil('every request to be in flight on the server', 10_000, held, 10);
-    const [{ status: runStatusAtSignal }] = await sql<{ status: string }>('select status from job_run where id = ?', [
-      run.runStrategy.id,
-    ]);
-    expect(runStatusAtSignal).toBe('RUNNING');
+    let signalledAt: number;
+    try {
+      await pollUntil('every request to be in flight on the server', 10_000, held, 10);
+      const [{ status: runStatusAtSignal }] = await sql<{ status: string }>('select status from job_run where id = ?', [
+        run.runStrategy.id,
+      ]);
+      expect(runStatusAtSignal).toBe('RUNNING');
 
-    const signalledAt = Date.now();
-    server.kill('SIGTERM');
+      signalledAt = Date.now();
+      server.kill('SIGTERM');
+      await pollUntil('the server to begin its shutdown', 10_000, () =>
+        server.logLines().some((line) => line.msg === 'shutting down'),
+      );
+    } finally {
+      // The held calls go on (also when the test failed above, so the server can stop).
+      simulator.clearFaults('getTotal');
+      simulator.clearFaults('getUsed');
+      simulator.release();
+    }
     const answers = await settled;
     const exit = await server.exited;
     const shutdownMs = Date.now() - signalledAt;
