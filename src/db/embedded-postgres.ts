@@ -114,6 +114,27 @@ export interface EmbeddedPostgresOptions {
   root: string;
   persistent: boolean;
   logger: Logger;
+  /** Picks the port to try (freePort; tests hand in a taken one). */
+  pickPort?: () => Promise<number>;
+}
+
+/** Starts tried when the picked port turns out to be taken. */
+const START_ATTEMPTS = 3;
+/** PostgreSQL's messages kept from a start, to say why it failed (a start prints a handful). */
+const START_MESSAGES_KEPT = 50;
+
+/**
+ * Why a start failed: PostgreSQL's FATAL/ERROR lines and the "could not …" lines that carry their
+ * cause (a taken port is a LOG line: could not bind … Address already in use), else the library's error.
+ */
+function startFailure(messages: readonly string[], error: unknown): string {
+  const lines = messages
+    .flatMap((message) => message.split('\n'))
+    .filter((line) => /\b(FATAL|ERROR|PANIC):|could not/.test(line))
+    .map((line) => line.trim());
+  if (lines.length > 0) return lines.join('; ');
+  if (error instanceof Error) return error.message;
+  return 'PostgreSQL exited during start-up (set LOG_LEVEL=trace to see its messages)';
 }
 
 export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): Promise<EmbeddedDatabase> {
@@ -124,45 +145,61 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
   await chmod(root, 0o755);
   await claimDataDirectory(root, pgDir, options.logger);
 
-  const port = await freePort();
   const password = 'postgres';
-  const postgres = new EmbeddedPostgres({
-    databaseDir: pgDir,
-    port,
-    user: 'postgres',
-    password,
-    persistent: options.persistent,
-    createPostgresUser: true,
-    initdbFlags: ['--no-sync', '--encoding=UTF8'],
-    postgresFlags: [
-      '-c',
-      'listen_addresses=127.0.0.1',
-      '-c',
-      'unix_socket_directories=',
-      '-c',
-      'fsync=off',
-      '-c',
-      'synchronous_commit=off',
-      '-c',
-      'full_page_writes=off',
-      '-c',
-      'max_connections=200',
-    ],
-    onLog: (message) => options.logger.trace({ postgres: message.trim() }, 'postgres'),
-    onError: (message) => options.logger.debug({ postgres: String(message).trim() }, 'postgres'),
-  });
-  releaseSignalsFromLibrary();
+  const pickPort = options.pickPort ?? (() => freePort());
+  let port = 0;
+  let postgres: EmbeddedPostgres | undefined;
+  for (let attempt = 1; postgres === undefined; attempt++) {
+    // freePort's port is free when it answers, not necessarily when PostgreSQL binds it a moment
+    // later: another process may take it in between, and then we pick another.
+    port = await pickPort();
+    const messages: string[] = [];
+    const candidate = new EmbeddedPostgres({
+      databaseDir: pgDir,
+      port,
+      user: 'postgres',
+      password,
+      persistent: options.persistent,
+      createPostgresUser: true,
+      initdbFlags: ['--no-sync', '--encoding=UTF8'],
+      postgresFlags: [
+        '-c',
+        'listen_addresses=127.0.0.1',
+        '-c',
+        'unix_socket_directories=',
+        '-c',
+        'fsync=off',
+        '-c',
+        'synchronous_commit=off',
+        '-c',
+        'full_page_writes=off',
+        '-c',
+        'max_connections=200',
+      ],
+      onLog: (message) => {
+        if (messages.length < START_MESSAGES_KEPT) messages.push(message.trim());
+        options.logger.trace({ postgres: message.trim() }, 'postgres');
+      },
+      onError: (message) => options.logger.debug({ postgres: String(message).trim() }, 'postgres'),
+    });
+    releaseSignalsFromLibrary();
 
-  if (!existsSync(path.join(pgDir, 'PG_VERSION'))) {
-    await rm(pgDir, { recursive: true, force: true });
-    await postgres.initialise();
-  }
-  try {
-    await postgres.start();
-  } catch (error) {
-    throw new Error(
-      `the embedded PostgreSQL in ${pgDir} did not start${error instanceof Error ? `: ${error.message}` : ''}`,
-    );
+    if (!existsSync(path.join(pgDir, 'PG_VERSION'))) {
+      await rm(pgDir, { recursive: true, force: true });
+      await candidate.initialise();
+    }
+    try {
+      await candidate.start();
+      postgres = candidate;
+    } catch (error) {
+      // The library rejects with nothing when PostgreSQL exits during start; its own messages say why.
+      const reason = startFailure(messages, error);
+      if (/address already in use/i.test(reason) && attempt < START_ATTEMPTS) {
+        options.logger.warn({ port, attempt }, 'the port picked for the embedded PostgreSQL was taken; trying another');
+        continue;
+      }
+      throw new Error(`the embedded PostgreSQL in ${pgDir} did not start: ${reason}`);
+    }
   }
 
   const postmaster = await readPostmasterPid(pgDir);
