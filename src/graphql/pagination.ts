@@ -1,6 +1,7 @@
 import type { ClassType } from 'type-graphql';
 import { ArgsType, Field, Int, ObjectType } from 'type-graphql';
 import { badInput } from '../errors.js';
+import { unstorableText } from './text-input.js';
 
 /**
  * The one Connection helper (contract: `first` default 20, max 100; opaque `after`; `offset` for
@@ -77,7 +78,8 @@ export function decodeCursor(cursor: string): DecodedCursor {
   }
   if (prefix !== KEYSET_PREFIX) throw invalid();
   const match = /^(\d{1,9}):([\s\S]+)$/.exec(rest);
-  if (!match || match[2]!.length > MAX_KEY_LENGTH) throw invalid();
+  // A NUL would reach the database inside the key and fail there (the request check sees only base64).
+  if (!match || match[2]!.length > MAX_KEY_LENGTH || unstorableText(match[2]!) !== null) throw invalid();
   return { position: Number(match[1]), key: match[2]! };
 }
 
@@ -97,11 +99,15 @@ export function timeIdKey(epochMicroseconds: string, id: string): string {
   return `${epochMicroseconds}/${id}`;
 }
 
+/** The earliest timestamptz PostgreSQL stores (4714-11-24 BC, 00:00 UTC), in microseconds since 1970. */
+const MIN_TIMESTAMP_MICROSECONDS = -210_866_803_200_000_000n;
+
 /** A keyset key made by timeIdKey, or null without one; anything else is a forged cursor. */
 export function timeIdAfterKey(window: PageWindow): { epochMicroseconds: string; id: string } | null {
   if (window.afterKey === null) return null;
   const match = /^(-?\d{1,18})\/([1-9]\d{0,17})$/.exec(window.afterKey);
-  if (!match) throw badInput('after is not a valid cursor');
+  // Within PostgreSQL's timestamps (from 4714 BC): a time before them fails the query, not the cursor.
+  if (!match || BigInt(match[1]!) < MIN_TIMESTAMP_MICROSECONDS) throw badInput('after is not a valid cursor');
   return { epochMicroseconds: match[1]!, id: match[2]! };
 }
 

@@ -91,10 +91,22 @@ describe('cursors', () => {
     const window = pageWindow({ after: encodeCursor(4, timeIdKey('1795046400123456', '77')) });
     expect(timeIdAfterKey(window)).toEqual({ epochMicroseconds: '1795046400123456', id: '77' });
     expect(timeIdAfterKey(pageWindow({}))).toBeNull();
-    for (const forged of ['77', '1.5/77', '123/0', '123/abc', '123/77/1', `${'9'.repeat(19)}/1`]) {
+    // Before PostgreSQL's first timestamp (4714-11-24 BC) the database, not the cursor, would fail.
+    const beforeTime = '-210866803200000001/1';
+    for (const forged of ['77', '1.5/77', '123/0', '123/abc', '123/77/1', `${'9'.repeat(19)}/1`, beforeTime]) {
       expect(refusal(() => timeIdAfterKey(pageWindow({ after: encodeCursor(4, forged) }))).message).toBe(
         'after is not a valid cursor',
       );
+    }
+    for (const edge of ['-210866803200000000', '-1', '0', '9'.repeat(18)]) {
+      const after = encodeCursor(4, timeIdKey(edge, '5'));
+      expect(timeIdAfterKey(pageWindow({ after }))).toEqual({ epochMicroseconds: edge, id: '5' });
+    }
+  });
+
+  it('refuses a keyset key PostgreSQL cannot take as text (a NUL), which the request check cannot see in base64', () => {
+    for (const key of ['\u0000', 'E-001\u0000x']) {
+      expect(refusal(() => decodeCursor(encodeCursor(2, key))).message).toBe('after is not a valid cursor');
     }
   });
 

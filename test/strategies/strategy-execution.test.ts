@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { encodeCursor } from '../../src/graphql/pagination.js';
 import { errorCode, startTestApp, type TestApp } from '../support/app.js';
 import {
   addUsers,
@@ -507,6 +508,23 @@ describe('executions', () => {
     ).data!.strategyExecutions;
     expect(second.nodes.map((node) => node.userId)).toEqual(['kpage-002', 'kpage-001']);
     expect(second.pageInfo.hasNextPage).toBe(false);
+  });
+
+  test("strategyExecutions: a forged cursor at PostgreSQL's time limits is BAD_USER_INPUT or a page, never an internal error", async () => {
+    const strategy = await createStrategy(app, { name: 'cursor-edges', condition: only('nobody-at-all') });
+    const PAGE = `query($id: ID!, $after: String) { strategyExecutions(strategyId: $id, first: 2, after: $after) {
+      totalCount } }`;
+    const page = (key: string) => admin(PAGE, { id: strategy.id, after: encodeCursor(3, key) });
+    // The first timestamp PostgreSQL stores (4714-11-24 BC) and the largest the cursor takes (year 33658).
+    for (const edge of ['-210866803200000000/1', '999999999999999999/1']) {
+      expect((await page(edge)).errors, edge).toBeUndefined();
+    }
+    // Before it: refused as a cursor (far before, PostgreSQL failed the query: INTERNAL_SERVER_ERROR).
+    for (const before of ['-210866803200000001/1', '-999999999999999999/1']) {
+      const response = await page(before);
+      expect(errorCode(response), before).toBe('BAD_USER_INPUT');
+      expect(response.errors![0]!.message).toBe('after is not a valid cursor');
+    }
   });
 
   test('strategyExecutions pages newest first, filters by status, NOT_FOUND for a missing strategy', async () => {
