@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import type { MikroORM } from '@mikro-orm/postgresql';
 import { type Clock, SystemClock } from './clock.js';
 import type { AppConfig } from './config.js';
-import { migrate, openDirectoryOrm, openMainOrm } from './db/orm.js';
+import { migrate, openDirectoryOrm, openMainOrm, unknownAppliedMigrations } from './db/orm.js';
 import { buildApiSchema } from './graphql/schema.js';
 import type { Logger } from './logger.js';
 import { TokenVerifier } from './modules/auth/token-verifier.js';
@@ -90,6 +90,15 @@ export async function startApp(options: StartAppOptions): Promise<RunningApp> {
     closers.push(() => orm.close(true));
     const applied = await migrate(orm);
     if (applied.length > 0) logger.info({ migrations: applied }, 'applied migrations');
+    // Not a refusal: rolling back to an older image on a schema a newer one extended is how a bad
+    // release is undone, and works while those migrations only added. But it must be visible.
+    const unknown = await unknownAppliedMigrations(orm);
+    if (unknown.length > 0) {
+      logger.warn(
+        { migrations: unknown },
+        'the database has migrations this version does not know (applied by a newer version): running on a newer schema',
+      );
+    }
 
     let directoryOrm: MikroORM = orm;
     if (config.authDatabaseUrl) {

@@ -86,6 +86,17 @@ export async function migrate(orm: MikroORM): Promise<string[]> {
   });
 }
 
+/**
+ * Migrations the database records that this code does not know: a newer version applied them (this
+ * is a rollback to an older image). MikroORM ignores them silently; the caller says so.
+ */
+export async function unknownAppliedMigrations(orm: MikroORM): Promise<string[]> {
+  const known = new Set(migrationsList.map((migration) => migration.name));
+  return (await orm.migrator.getExecutedMigrations())
+    .map((row) => row.name)
+    .filter((name) => !known.has(name));
+}
+
 /** Names of migrations not yet applied (readiness). */
 export async function pendingMigrations(orm: MikroORM): Promise<string[]> {
   return (await orm.migrator.getPendingMigrations()).map((migration) => migration.name);
