@@ -7,6 +7,7 @@ import {
   auditsOf,
   batchesOf,
   checkInvariants,
+  em,
   expectCode,
   gatewayWrites,
   grant,
@@ -247,6 +248,33 @@ describe('transferOut: refusals change nothing', () => {
     await refused(s, 'BAD_USER_INPUT', s.receiver, [{ amount: 1, expiryDate: MAR }]);
     clock.set(MAR);
     await refused(s, 'BAD_USER_INPUT', s.receiver, [{ amount: 1, expiryDate: MAR }]);
+  });
+
+  it('BAD_USER_INPUT when the voucher would be longer than transferIn takes (4096): a giver with many stars', async () => {
+    const starred = (count: number) =>
+      Array.from({ length: count }, (_, index) => `some-organisation.project-${index}`).join(',');
+    const s = await scene();
+    const starsOf = (count: number) =>
+      em(app).execute('update auth_users set github_star = ? where id = ?', [starred(count), s.giver]);
+    await starsOf(120);
+    app.simulator.clearCalls();
+    const before = await snapshot(app, [s.giver, s.receiver]);
+    const response = await transferOut(app, s.giverToken, s.receiver, [{ amount: 1, expiryDate: MAY }]);
+    expectCode(response, 'BAD_USER_INPUT');
+    expect(response.errors![0]!.message).toMatch(
+      /^This transfer's voucher would be \d{4,} characters long, and a voucher may have at most 4096: .*120 starred project\(s\) and one entry per item \(1\)\. Nothing was transferred\.$/,
+    );
+    expect(await snapshot(app, [s.giver, s.receiver])).toEqual(before);
+    expect(gatewayWrites(app)).toEqual([]);
+
+    // Fewer stars fit: issued, and the receiver redeems it.
+    await starsOf(80);
+    const issued = await transferOut(app, s.giverToken, s.receiver, [{ amount: 1, expiryDate: MAY }]);
+    expect(issued.errors).toBeUndefined();
+    const code = issued.data!.transferOut.voucherCode;
+    expect(code.length).toBeGreaterThan(3000);
+    expect(code.length).toBeLessThanOrEqual(4096);
+    expect((await transferIn(app, s.receiverToken, code)).data!.transferIn.status).toBe('SUCCESS');
   });
 
   it('USER_NOT_FOUND for a receiver not in the directory', async () => {

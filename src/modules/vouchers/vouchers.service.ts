@@ -28,7 +28,7 @@ import {
   type TransferInOutcome,
 } from './transfer-in-result.js';
 import { readTransferOut, refusePassedExpiries, type TransferLine, type TransferOutRequest } from './transfer-input.js';
-import type { VoucherCodec, VoucherItem, VoucherPayload } from './voucher-codec.js';
+import { MAX_VOUCHER_CODE_LENGTH, type VoucherCodec, type VoucherItem, type VoucherPayload } from './voucher-codec.js';
 
 /** Who gives: the token's user and its display claims (SPEC §1). */
 export type VoucherGiver = Pick<Viewer, 'userId' | 'name' | 'phone' | 'github'>;
@@ -324,6 +324,9 @@ export class VouchersService {
     for (let step = 0; step <= MAX_TIMESTAMP_STEPS; step++) {
       const timestamp = payload.timestamp - step;
       const voucherCode = this.codec.encode({ ...payload, timestamp });
+      // transferIn refuses codes over the limit (SPEC §5), so such a voucher could never be redeemed:
+      // refused here, in the transaction, so the debit rolls back with it.
+      if (voucherCode.length > MAX_VOUCHER_CODE_LENGTH) throw voucherTooLong(voucherCode.length, payload);
       // A voucher's audit is written (clock time) after its timestamp was taken, never before, so
       // only the giver's recent audits can hold this code: the (user_id, create_time) index bounds
       // the look. The hour of margin covers clocks that disagree between instances.
@@ -347,6 +350,16 @@ export class VouchersService {
       this.logger.warn({ err: error, receiverId }, 'could not set the starred projects of a voucher receiver');
     }
   }
+}
+
+function voucherTooLong(length: number, payload: VoucherPayload): DomainError {
+  const stars = starredProjects(payload.giverGithubStar).length;
+  return new DomainError(
+    ErrorCode.BAD_USER_INPUT,
+    `This transfer's voucher would be ${length} characters long, and a voucher may have at most ` +
+      `${MAX_VOUCHER_CODE_LENGTH}: it carries the giver's name, phone and GitHub account, their ` +
+      `${stars} starred project(s) and one entry per item (${payload.items.length}). Nothing was transferred.`,
+  );
 }
 
 /** The giver's VALID batch with the line's expiry (second precision), or QUOTA_NOT_FOUND. */
