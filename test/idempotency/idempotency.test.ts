@@ -10,6 +10,7 @@ import {
 } from '../quota/quota-support.js';
 import { waitForRun } from '../strategies/strategy-support.js';
 import { errorCode, type GraphqlResponse, startTestApp, type TestApp } from '../support/app.js';
+import { advisoryLockWaiters } from '../support/database.js';
 
 /**
  * idempotencyKey on transferOut, deductQuota, runStrategy and triggerScan (issue 6): the same key with
@@ -295,6 +296,28 @@ describe('deductQuota with an idempotencyKey', () => {
     expect(split.map((response) => errorCode(response) ?? 'OK').sort()).toEqual(['CONFLICT', 'OK']);
     const total = (await batchesOf(app, t.giver))[0]!.amount + (await batchesOf(app, u.giver))[0]!.amount;
     expect(total).toBe(195);
+  });
+  it('a key whose call replays a deduction with its reference (committed while it waited) answers its retries', async () => {
+    const s = await pair();
+    // Hold the user's ledger lock; queue a deduction with reference ref-w (no key), then one with the
+    // same reference and a key. The first commits; the second finds ref-w inside the lock and replays it.
+    let first!: Promise<DeductResponse>;
+    let keyed!: Promise<DeductResponse>;
+    await app.app.services.ledger.withUserLedger(em(app), s.giver, async () => {
+      first = deduct(s.giver, 25, undefined, 'late fee', 'ref-w');
+      await advisoryLockWaiters(em(app), 1);
+      keyed = deduct(s.giver, 25, 'd-wait', 'late fee', 'ref-w');
+      await advisoryLockWaiters(em(app), 2);
+    });
+    const [firstResponse, keyedResponse] = await Promise.all([first, keyed]);
+    expect(firstResponse.errors).toBeUndefined();
+    expect(keyedResponse).toMatchObject({ data: firstResponse.data });
+    // The retry with the key answers the same (it said "still in progress" until the key expired).
+    const retry = await deduct(s.giver, 25, 'd-wait', 'late fee', 'ref-w');
+    expect(retry.errors).toBeUndefined();
+    expect(retry).toMatchObject({ data: firstResponse.data });
+    expect((await batchesOf(app, s.giver)).map((batch) => batch.amount)).toEqual([75]);
+    expect(await deductAudits(s.giver)).toBe(1);
   });
 });
 

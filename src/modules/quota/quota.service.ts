@@ -208,7 +208,13 @@ export class QuotaService {
         if (reference !== undefined) {
           // A deduction with this reference for this user may have committed while we waited for the lock.
           const earlier = await this.findDeduction(ledger.sql, em, reference);
-          if (earlier) return this.replayDeduction(earlier, userId, amount);
+          if (earlier) {
+            const replayed = this.replayDeduction(earlier, userId, amount);
+            // The key claimed above must hold an answer when this commits: a claim left without one
+            // reads as "still in progress" to every retry until the key expires.
+            if (call) await this.keys.remember(ledger.sql, call, { auditId: replayed.id });
+            return replayed;
+          }
         }
         const batches = await ledger.validBatches();
         const used = await this.gateway.getUsed(userId);
