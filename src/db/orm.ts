@@ -92,9 +92,7 @@ export async function migrate(orm: MikroORM): Promise<string[]> {
  */
 export async function unknownAppliedMigrations(orm: MikroORM): Promise<string[]> {
   const known = new Set(migrationsList.map((migration) => migration.name));
-  return (await orm.migrator.getExecutedMigrations())
-    .map((row) => row.name)
-    .filter((name) => !known.has(name));
+  return (await orm.migrator.getExecutedMigrations()).map((row) => row.name).filter((name) => !known.has(name));
 }
 
 /** Names of migrations not yet applied (readiness). */
