@@ -148,6 +148,29 @@ describe('monthly expiry: a chunk of users in one transaction', () => {
     expect(app.simulator.getUser(loser)).toEqual({ total: 5_000, used: 0 });
   });
 
+  it('a gateway used beyond what can be recorded takes out only that user, with the reason', async () => {
+    const users = ['o-1', 'o-big', 'o-3'];
+    for (const userId of users) await setUpUser(userId, [40], [60], 50);
+    // 1,000,000,000,000.00 used: one more cent than numeric(14,2) holds; it failed the chunk's usage insert.
+    app.simulator.setUser('o-big', { used: 100_000_000_000_000 });
+    const before = await ledgerSnapshot(app, 'o-big');
+    clock.set(RUN_TIME);
+
+    const result = await runExpiry();
+    expect(result.failures).toEqual([
+      { userId: 'o-big', reason: expect.stringMatching(/used of 1000000000000(\.00)?, beyond what can be recorded/) },
+    ]);
+    expect(await ledgerSnapshot(app, 'o-big')).toEqual(before);
+    for (const userId of ['o-1', 'o-3']) {
+      expect(app.simulator.getUser(userId), userId).toEqual({ total: 5_000, used: 0 });
+      expect((await auditsOf(app, userId)).at(-1), userId).toMatchObject({ operation: 'EXPIRE', amount: -50 });
+    }
+    // Set right on the gateway, the next run settles them.
+    app.simulator.setUser('o-big', { used: 5_000 });
+    expect(await runExpiry()).toMatchObject({ failed: 0, settledUsers: 1 });
+    expect(app.simulator.getUser('o-big')).toEqual({ total: 5_000, used: 0 });
+  });
+
   it('a reset that may have been applied is not repeated, and that user is rolled back alone', async () => {
     for (const userId of ['a-1', 'a-2', 'a-3']) await setUpUser(userId, [40], [60], 50);
     app.simulator.clearCalls();

@@ -3,7 +3,7 @@ import { type Clock, previousYearMonth } from '../../clock.js';
 import { sqlOf } from '../../db/driver-transaction.js';
 import type { EntityManager } from '../../db/orm.js';
 import type { Logger } from '../../logger.js';
-import { type Cents, centsToAmount, centsToDecimalString } from '../../money.js';
+import { type Cents, centsToAmount, centsToDecimalString, MAX_CENTS } from '../../money.js';
 import type { GatewayClient } from '../gateway/gateway.client.js';
 import { isGatewayError } from '../gateway/gateway.errors.js';
 import { type ExpirySettlement, planExpirySettlement, settlementRows } from './expiry-settlement.js';
@@ -205,7 +205,13 @@ export class QuotaExpiryService {
     const reads = new Map<string, { used: Cents } | { error: unknown }>();
     await forEachConcurrently(userIds, concurrency, async (userId) => {
       try {
-        reads.set(userId, { used: await this.gateway.getUsed(userId) });
+        const used = await this.gateway.getUsed(userId);
+        // More than any amount we store (numeric(14,2)) would fail the chunk's one usage insert and so
+        // every user of the chunk, run after run: only this user is left, with the reason.
+        if (used > MAX_CENTS) {
+          throw new Error(`the gateway reports a used of ${centsToAmount(used)}, beyond what can be recorded`);
+        }
+        reads.set(userId, { used });
       } catch (error) {
         reads.set(userId, { error });
       }
