@@ -242,6 +242,12 @@ describe('transferOut: refusals change nothing', () => {
     await refused(s, 'BAD_USER_INPUT', s.receiver, [{ amount: -5, expiryDate: MAY }]);
     await refused(s, 'BAD_USER_INPUT', s.receiver, [{ amount: 1.005, expiryDate: MAY }]);
     await refused(s, 'BAD_USER_INPUT', s.receiver, [{ amount: 1e15, expiryDate: MAY }]);
+    // Each amount is in range; their sum is not (the audit records it): refused before any batch is read.
+    const half = 500_000_000_000;
+    await refused(s, 'BAD_USER_INPUT', s.receiver, [
+      { amount: half, expiryDate: MAY },
+      { amount: half, expiryDate: APR },
+    ]);
     await refused(s, 'BAD_USER_INPUT', s.receiver, [{ amount: 1, expiryDate: 'not a date' }]);
     // A past expiry, even with a VALID batch still holding it (monthly expiry not run yet).
     clock.set('2026-04-01T00:00:00Z');

@@ -1,6 +1,6 @@
 import type { Clock } from '../../clock.js';
 import { badInput } from '../../errors.js';
-import type { Cents } from '../../money.js';
+import { type Cents, centsToAmount, MAX_CENTS } from '../../money.js';
 import { toWholeSecond } from '../quota/ledger.js';
 import { requirePositiveAmount, requireUserId } from '../quota/quota-input.js';
 import { MAX_VOUCHER_ITEMS } from './voucher-codec.js';
@@ -36,6 +36,11 @@ export function readTransferOut(request: TransferOutRequest, giverId: string): T
     throw badInput(`items must hold 1 to ${MAX_VOUCHER_ITEMS} entries, got ${items.length}`);
   }
   const amounts = items.map((item, index) => requirePositiveAmount(item.amount, `items[${index}].amount`));
+  // The TRANSFER_OUT audit records the sum, in a column as wide as any one amount.
+  const total = amounts.reduce((sum, amount) => sum + amount, 0);
+  if (total > MAX_CENTS) {
+    throw badInput(`items add up to ${centsToAmount(total)}; a transfer moves at most ${centsToAmount(MAX_CENTS)}`);
+  }
   const lines = new Map<number, TransferLine>();
   items.forEach((item, index) => {
     if (!(item.expiryDate instanceof Date) || !Number.isFinite(item.expiryDate.getTime())) {
