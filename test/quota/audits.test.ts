@@ -160,6 +160,15 @@ describe('myQuotaAudits', () => {
     // A cursor is opaque: one whose row id was forged is refused, not passed to SQL.
     const forged = Buffer.from('v2:1:1; drop table quota_audit', 'utf8').toString('base64url');
     expect(errorCode(await myAudits({ first: 2, after: forged }, token))).toBe('BAD_USER_INPUT');
+    // A well-formed cursor naming no audit, or another user's, would compare with nothing and answer an
+    // empty last page as if the list ended: refused instead.
+    const otherUsers = (await myAudits({ first: 1 })).data!.myQuotaAudits.pageInfo.endCursor!;
+    const nowhere = Buffer.from('v2:1:999999999', 'utf8').toString('base64url');
+    for (const after of [otherUsers, nowhere]) {
+      const response = await myAudits({ first: 2, after }, token);
+      expect(errorCode(response)).toBe('BAD_USER_INPUT');
+      expect(response.errors![0]!.message).toBe('after is not a valid cursor');
+    }
   });
 
   it('filters by operation and by an inclusive time range', async () => {

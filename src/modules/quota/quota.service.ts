@@ -3,7 +3,7 @@ import type { AppConfig } from '../../config.js';
 import { type Sql, sqlOf } from '../../db/driver-transaction.js';
 import type { EntityManager } from '../../db/orm.js';
 import { isSqlState, SqlState } from '../../db/sql-state.js';
-import { DomainError, ErrorCode } from '../../errors.js';
+import { badInput, DomainError, ErrorCode } from '../../errors.js';
 import { type Connection, idAfterKey, type PageArgs, paginate } from '../../graphql/pagination.js';
 import { LATEST_INSTANT } from '../../graphql/scalars.js';
 import type { Logger } from '../../logger.js';
@@ -295,6 +295,18 @@ export class QuotaService {
           .limit(window.fetchLimit)
           .offset(window.offset);
         const afterId = idAfterKey(window);
+        // The cursor's row must be one of this user's audits: an id from another list (or none) would
+        // compare with NULL and answer an empty last page, as if the list had ended.
+        const cursorRowFound =
+          afterId === null
+            ? Promise.resolve(true)
+            : em
+                .getConnection()
+                .execute<{ found: boolean }[]>(
+                  'select exists (select 1 from quota_audit where id = ? and user_id = ?) as found',
+                  [afterId, userId],
+                )
+                .then((found) => found[0]!.found);
         if (afterId !== null) {
           // The cursor row's own time, read by the database (exact to the microsecond). Audits are never
           // deleted, so the row is always there (executions, which can be, carry the time in the cursor).
@@ -302,7 +314,12 @@ export class QuotaService {
             afterId,
           ]);
         }
-        const [items, totalCount] = await Promise.all([rows.getResultList(), em.count(QuotaAuditRow, where)]);
+        const [items, totalCount, found] = await Promise.all([
+          rows.getResultList(),
+          em.count(QuotaAuditRow, where),
+          cursorRowFound,
+        ]);
+        if (!found) throw badInput('after is not a valid cursor');
         return { items, totalCount };
       },
       (audit) => audit.id,
