@@ -43,6 +43,9 @@ describe('parseEmployees', () => {
     ['a non-numeric DepID', '[{"badge":"1","Name":"A","DepID":"R&D"}]', /DepID must be a numeric id/],
     ['a negative DepID', '[{"badge":"1","Name":"A","DepID":-1}]', /DepID must be a numeric id/],
     ['an object email', '[{"badge":"1","Name":"A","DepID":"1","email":{}}]', /email must be a string/],
+    // Characters PostgreSQL cannot store as text: the sync failed at the insert instead.
+    ['a NUL in a Name', '[{"badge":"1","Name":"A\\u0000B","DepID":"1"}]', /employees\[0\]\.Name contains a NUL/],
+    ['a lone surrogate in a badge', '[{"badge":"1\\ud800","Name":"A","DepID":"1"}]', /badge contains an unpaired/],
   ])('refuses %s', (_case, text, message) => {
     expect(() => parseEmployees(text)).toThrow(HrPayloadError);
     expect(() => parseEmployees(text)).toThrow(message);
@@ -72,6 +75,7 @@ describe('parseDepartments', () => {
     ['an empty Name', '[{"Id":"1","AdminId":0,"Name":""}]', /Name must not be empty/],
     ['a repeated Id', '[{"Id":"1","AdminId":0,"Name":"A"},{"Id":"01","AdminId":0,"Name":"B"}]', /appears twice/],
     ['null items', '[null]', /not an object/],
+    ['a NUL in a Name', '[{"Id":"1","AdminId":0,"Name":"R\\u0000D"}]', /departments\[0\]\.Name contains a NUL/],
   ])('refuses %s', (_case, text, message) => {
     expect(() => parseDepartments(text)).toThrow(message);
   });

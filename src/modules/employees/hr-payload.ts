@@ -1,3 +1,4 @@
+import { unstorableText } from '../../graphql/text-input.js';
 import { HrPayloadError } from './hr-crypto.js';
 
 /**
@@ -62,6 +63,10 @@ function readText(value: unknown, where: string, maxLength: number, allowEmpty: 
   const text = value.trim();
   if (!allowEmpty && text === '') throw new HrPayloadError(`${where} must not be empty`);
   if (text.length > maxLength) throw new HrPayloadError(`${where} is longer than ${maxLength} characters`);
+  // PostgreSQL would refuse it when the mirror is written, failing the sync with the whole feed in the
+  // driver's error (personal data in the log) and no word of which record it was.
+  const problem = unstorableText(text);
+  if (problem) throw new HrPayloadError(`${where} contains ${problem}`);
   return text;
 }
 
