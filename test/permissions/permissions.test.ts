@@ -168,6 +168,24 @@ describe('effective value', () => {
     });
     expect(await api.effective('STAR_CHECK', 'DEPARTMENT', 'R&D')).toMatchObject({ enabled: false, source: 'DEFAULT' });
   });
+
+  it('a department name under two parents answers the first path in order, whichever row changed last', async () => {
+    // Inserted West first: the physical order of the rows no longer decides.
+    await insertEmployees(t, [
+      { number: 'W1', path: ['Corp', 'West', 'Sales'] },
+      { number: 'E1', path: ['Corp', 'East', 'Sales'] },
+    ]);
+    await api.whitelist({ departmentName: 'East', models: ['east-model'] });
+    await api.whitelist({ departmentName: 'West', models: ['west-model'] });
+    const east = { models: ['east-model'], source: 'DEPARTMENT', sourceIdentifier: 'East' };
+    expect(await api.effective('MODEL', 'DEPARTMENT', 'Sales')).toMatchObject(east);
+    await t.app.services.orm.em
+      .fork()
+      .execute(`update employee_department set update_time = now() where employee_number = 'E1'`);
+    expect(await api.effective('MODEL', 'DEPARTMENT', 'Sales')).toMatchObject(east);
+    // Each employee still gets their own path's value.
+    expect(await api.effective('MODEL', 'USER', 'W1')).toMatchObject({ models: ['west-model'] });
+  });
 });
 
 describe('push rules', () => {

@@ -103,12 +103,15 @@ export class EmployeeDirectory {
 
   /**
    * The department's path from the root down to it (as found in one member's path), or null when no
-   * employee's path contains it. One row, however many employees the department has.
+   * employee's path contains it. One row, however many employees the department has. A name found
+   * under two parents (East/Sales, West/Sales) answers the first full path in order, so the answer
+   * does not change with whichever row PostgreSQL happens to read first.
    */
   async pathToDepartment(em: EntityManager, name: string): Promise<string[] | null> {
     if (name === '') return null;
     const rows = await em.execute<{ dept_full_level_names: string }[]>(
-      `select dept_full_level_names from employee_department where ${PATH_ARRAY} @> array[?::text] limit 1`,
+      `select dept_full_level_names from employee_department where ${PATH_ARRAY} @> array[?::text]
+        order by dept_full_level_names limit 1`,
       [name],
     );
     if (rows.length === 0) return null;
