@@ -25,7 +25,10 @@ export interface Readiness {
 /** The driver connection the database check uses (node-postgres' Client, through knex). */
 interface ProbeConnection {
   query(text: string): Promise<unknown>;
-  /** Set by knex when the connection failed or the server ended it: it must not be used again. */
+  connect(): Promise<void>;
+  end(): Promise<void>;
+  on(event: 'error' | 'end', listener: (error?: unknown) => void): void;
+  /** Set when the connection failed or the server ended it: it must not be used again. */
   __knex__disposed?: unknown;
 }
 
@@ -43,6 +46,8 @@ export class HealthService {
    * reported the database down — and a load balancer would then take every instance out.
    */
   private probeConnection: Promise<ProbeConnection> | null = null;
+  /** The check under way: checks that arrive meanwhile (load balancers probe often) share it. */
+  private checking: Promise<boolean> | null = null;
   /**
    * Set once every migration this code knows is applied, which stays true while the process runs: from
    * then on /ready, which load balancers poll, costs one ping on the check's own connection — no pool
@@ -105,7 +110,14 @@ export class HealthService {
     }
   }
 
-  private async databaseAnswers(): Promise<boolean> {
+  private databaseAnswers(): Promise<boolean> {
+    this.checking ??= this.checkDatabase().finally(() => {
+      this.checking = null;
+    });
+    return this.checking;
+  }
+
+  private async checkDatabase(): Promise<boolean> {
     let timer: NodeJS.Timeout | undefined;
     try {
       const query = this.pingOnOwnConnection();
@@ -117,7 +129,8 @@ export class HealthService {
     } catch (error) {
       this.logger.warn({ err: error }, 'database health check failed');
       // Failed or timed out, the connection is in an unknown state: the next check opens a new one.
-      await this.dropProbeConnection();
+      // Not awaited: closing a connection to a server that does not answer can wait as long as it.
+      void this.dropProbeConnection();
       return false;
     } finally {
       clearTimeout(timer);
@@ -130,8 +143,32 @@ export class HealthService {
     if (this.probeConnection && (await this.probeConnection.catch(() => null))?.__knex__disposed !== undefined) {
       await this.dropProbeConnection();
     }
-    this.probeConnection ??= this.knexClient().acquireRawConnection() as Promise<ProbeConnection>;
+    this.probeConnection ??= this.openProbeConnection();
     await (await this.probeConnection).query('select 1');
+  }
+
+  /**
+   * A node-postgres client with the pool's settings and a connect timeout: a server that accepts the
+   * connection and never answers must not leave one more socket open per check.
+   */
+  private openProbeConnection(): Promise<ProbeConnection> {
+    const knex = this.knexClient() as unknown as {
+      driver: { Client: new (settings: object) => ProbeConnection };
+      connectionSettings: { password?: unknown };
+    };
+    const connection = new knex.driver.Client({
+      ...knex.connectionSettings,
+      // Not enumerable (kept out of logs), so the spread above leaves it behind.
+      password: knex.connectionSettings.password,
+      connectionTimeoutMillis: DATABASE_CHECK_TIMEOUT_MS,
+    });
+    connection.on('error', (error) => {
+      connection.__knex__disposed = error ?? 'connection error';
+    });
+    connection.on('end', () => {
+      connection.__knex__disposed ??= 'Connection ended unexpectedly';
+    });
+    return connection.connect().then(() => connection);
   }
 
   private async dropProbeConnection(): Promise<void> {
@@ -139,7 +176,7 @@ export class HealthService {
     this.probeConnection = null;
     if (!opening) return;
     await opening
-      .then((connection) => this.knexClient().destroyRawConnection(connection))
+      .then((connection) => connection.end())
       .catch((error: unknown) => this.logger.debug({ err: error }, 'could not close the health check connection'));
   }
 
