@@ -89,6 +89,15 @@ async function transferOutAudits(userId: string): Promise<number> {
   return (await auditsOf(app, userId)).filter((audit) => audit.operation === 'TRANSFER_OUT').length;
 }
 
+/** A transferOut refused for reusing a key with other arguments; the giver's batches and audits as they were. */
+async function expectKeyConflict(giver: string, batches: unknown, call: Promise<TransferOutResponse>): Promise<void> {
+  const response = await call;
+  expect(errorCode(response)).toBe('CONFLICT');
+  expect(response.errors![0]!.message).toContain('other arguments');
+  expect(await batchesOf(app, giver)).toEqual(batches);
+  expect(await transferOutAudits(giver)).toBe(1);
+}
+
 async function deductAudits(userId: string): Promise<number> {
   return (await auditsOf(app, userId)).filter((audit) => audit.operation === 'DEDUCT').length;
 }
@@ -156,11 +165,7 @@ describe('transferOut with an idempotencyKey', () => {
     const s = await pair();
     expect((await transferOut(s.giverToken, s.receiver, 10, 'k-2')).errors).toBeUndefined();
     const batches = await batchesOf(app, s.giver);
-    const other = await transferOut(s.giverToken, s.receiver, 11, 'k-2');
-    expect(errorCode(other)).toBe('CONFLICT');
-    expect(other.errors![0]!.message).toContain('other arguments');
-    expect(await batchesOf(app, s.giver)).toEqual(batches);
-    expect(await transferOutAudits(s.giver)).toBe(1);
+    await expectKeyConflict(s.giver, batches, transferOut(s.giverToken, s.receiver, 11, 'k-2'));
   });
 
   it('refuses the key with another receiver (CONFLICT) and changes nothing', async () => {
@@ -171,11 +176,7 @@ describe('transferOut with an idempotencyKey', () => {
     expect((await transferOut(s.giverToken, s.receiver, 10, 'k-receiver')).errors).toBeUndefined();
     const batches = await batchesOf(app, s.giver);
     // Would transfer without the key: the receiver exists and the giver has the quota.
-    const other = await transferOut(s.giverToken, otherReceiver, 10, 'k-receiver');
-    expect(errorCode(other)).toBe('CONFLICT');
-    expect(other.errors![0]!.message).toContain('other arguments');
-    expect(await batchesOf(app, s.giver)).toEqual(batches);
-    expect(await transferOutAudits(s.giver)).toBe(1);
+    await expectKeyConflict(s.giver, batches, transferOut(s.giverToken, otherReceiver, 10, 'k-receiver'));
   });
 
   it('refuses the key with another expiryDate (CONFLICT) and changes nothing', async () => {
@@ -184,11 +185,7 @@ describe('transferOut with an idempotencyKey', () => {
     expect((await transferOut(s.giverToken, s.receiver, 10, 'k-expiry')).errors).toBeUndefined();
     const batches = await batchesOf(app, s.giver);
     // Would transfer without the key: the giver has a batch expiring then.
-    const other = await transferOut(s.giverToken, s.receiver, 10, 'k-expiry', JAN);
-    expect(errorCode(other)).toBe('CONFLICT');
-    expect(other.errors![0]!.message).toContain('other arguments');
-    expect(await batchesOf(app, s.giver)).toEqual(batches);
-    expect(await transferOutAudits(s.giver)).toBe(1);
+    await expectKeyConflict(s.giver, batches, transferOut(s.giverToken, s.receiver, 10, 'k-expiry', JAN));
   });
 
   it('keeps keys apart per user: another giver with the same key transfers on its own', async () => {

@@ -128,6 +128,16 @@ function logLines(stdout: string): { level: number; msg: string }[] {
     .map((line) => JSON.parse(line));
 }
 
+/**
+ * A production configuration (a real database URL, secrets given): the start-up guards refuse what is
+ * missing before anything connects, so the database need not exist.
+ */
+const PRODUCTION_ENV = {
+  DATABASE_URL: 'postgres://nobody@127.0.0.1:1/none',
+  AUTH_JWT_SECRET: 'entry-test-secret-that-is-32-bytes-long',
+  VOUCHER_SIGNING_KEY: 'entry-test-voucher-key-32-bytes-long!!',
+};
+
 describe('npm start in embedded mode', () => {
   it('prints working admin and user tokens, serves /health, and exits 0 on SIGTERM', async () => {
     const port = await freePort();
@@ -258,10 +268,8 @@ describe('npm start in embedded mode', () => {
   it('refuses to start with HR sync on, a real database and no HR URLs (no demo organisation in production)', async () => {
     const server = startServer({
       PORT: String(await freePort()),
-      DATABASE_URL: 'postgres://nobody@127.0.0.1:1/none',
+      ...PRODUCTION_ENV,
       AIGATEWAY_URL: 'http://127.0.0.1:1',
-      AUTH_JWT_SECRET: 'entry-test-secret-that-is-32-bytes-long',
-      VOUCHER_SIGNING_KEY: 'entry-test-voucher-key-32-bytes-long!!',
       HR_SYNC_ENABLED: 'true',
     });
     expect(await server.exit).toBe(1);
@@ -270,12 +278,7 @@ describe('npm start in embedded mode', () => {
   }, 60_000);
 
   it('refuses to start with a real database and no AIGATEWAY_URL (no gateway simulator in production)', async () => {
-    const server = startServer({
-      PORT: String(await freePort()),
-      DATABASE_URL: 'postgres://nobody@127.0.0.1:1/none',
-      AUTH_JWT_SECRET: 'entry-test-secret-that-is-32-bytes-long',
-      VOUCHER_SIGNING_KEY: 'entry-test-voucher-key-32-bytes-long!!',
-    });
+    const server = startServer({ PORT: String(await freePort()), ...PRODUCTION_ENV });
     expect(await server.exit).toBe(1);
     expect(server.output().stderr).toMatch(/AIGATEWAY_URL is required with DATABASE_URL/);
     expect(server.output().stdout).not.toMatch(/AI gateway: built-in simulator/);

@@ -22,14 +22,14 @@ export interface Readiness {
   shuttingDown: boolean;
 }
 
-/** The driver connection the database check uses (node-postgres' Client, through knex). */
+/** The driver connection the database check uses (node-postgres' Client, with the pool's settings). */
 interface ProbeConnection {
   query(text: string): Promise<unknown>;
   connect(): Promise<void>;
   end(): Promise<void>;
   on(event: 'error' | 'end', listener: (error?: unknown) => void): void;
   /** Set when the connection failed or the server ended it: it must not be used again. */
-  __knex__disposed?: unknown;
+  unusable?: unknown;
 }
 
 /**
@@ -140,7 +140,7 @@ export class HealthService {
   private async pingOnOwnConnection(): Promise<void> {
     // A connection the server ended since the last check (a restart, an idle timeout) is replaced
     // first, so that check does not report a database that is back as down.
-    if (this.probeConnection && (await this.probeConnection.catch(() => null))?.__knex__disposed !== undefined) {
+    if (this.probeConnection && (await this.probeConnection.catch(() => null))?.unusable !== undefined) {
       await this.dropProbeConnection();
     }
     this.probeConnection ??= this.openProbeConnection();
@@ -163,10 +163,10 @@ export class HealthService {
       connectionTimeoutMillis: DATABASE_CHECK_TIMEOUT_MS,
     });
     connection.on('error', (error) => {
-      connection.__knex__disposed = error ?? 'connection error';
+      connection.unusable = error ?? 'connection error';
     });
     connection.on('end', () => {
-      connection.__knex__disposed ??= 'Connection ended unexpectedly';
+      connection.unusable ??= 'Connection ended unexpectedly';
     });
     return connection.connect().then(() => connection);
   }

@@ -295,35 +295,34 @@ export class QuotaService {
           .limit(window.fetchLimit)
           .offset(window.offset);
         const afterId = idAfterKey(window);
-        // The cursor's row must be one of this user's audits: an id from another list (or none) would
-        // compare with NULL and answer an empty last page, as if the list had ended.
-        const cursorRowFound =
-          afterId === null
-            ? Promise.resolve(true)
-            : em
-                .getConnection()
-                .execute<{ found: boolean }[]>(
-                  'select exists (select 1 from quota_audit where id = ? and user_id = ?) as found',
-                  [afterId, userId],
-                )
-                .then((found) => found[0]!.found);
         if (afterId !== null) {
           // The cursor row's own time, read by the database (exact to the microsecond). Audits are never
           // deleted, so the row is always there (executions, which can be, carry the time in the cursor).
-          rows.andWhere('(a.create_time, a.id) < (select b.create_time, b.id from quota_audit b where b.id = ?)', [
-            afterId,
-          ]);
+          rows.andWhere(
+            '(a.create_time, a.id) < (select b.create_time, b.id from quota_audit b where b.id = ? and b.user_id = ?)',
+            [afterId, userId],
+          );
         }
-        const [items, totalCount, found] = await Promise.all([
-          rows.getResultList(),
-          em.count(QuotaAuditRow, where),
-          cursorRowFound,
-        ]);
-        if (!found) throw badInput('after is not a valid cursor');
+        const [items, totalCount] = await Promise.all([rows.getResultList(), em.count(QuotaAuditRow, where)]);
+        // A cursor naming none of this user's audits (another list's, or none) compared with NULL above
+        // and gave an empty page, as if the list had ended: only then is the row looked for.
+        if (afterId !== null && items.length === 0 && !(await this.isAuditOf(em, afterId, userId))) {
+          throw badInput('after is not a valid cursor');
+        }
         return { items, totalCount };
       },
       (audit) => audit.id,
     );
+  }
+
+  private async isAuditOf(em: EntityManager, auditId: string, userId: string): Promise<boolean> {
+    const rows = await em
+      .getConnection()
+      .execute<{ found: boolean }[]>(
+        'select exists (select 1 from quota_audit where id = ? and user_id = ?) as found',
+        [auditId, userId],
+      );
+    return rows[0]!.found;
   }
 
   /** Recorded monthly usage of a user, newest month first. */
